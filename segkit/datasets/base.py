@@ -1,0 +1,112 @@
+"""The dataset contract shared by every loader, and the collate functions of both tasks."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["SegmentationDataset", "collate_instances", "collate_semantic", "to_sample"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SegmentationDataset(Dataset):
+    """Base class of segkit datasets: metadata plus the sample format.
+
+    Subclasses set ``num_classes``, ``class_names``, ``palette`` (``(num_classes, 3)`` uint8 RGB),
+    ``ignore_index`` and ``task`` ("semantic" or "instance"), and implement ``__len__`` and
+    ``__getitem__`` returning ``to_sample(...)`` dicts:
+
+    - ``image``: float32 tensor ``(3, H, W)``, normalised by the transform;
+    - ``mask``: int64 tensor ``(H, W)`` with values in ``[0, num_classes)`` or ``ignore_index``;
+    - ``target`` (instance task): dict with ``boxes`` float ``(K, 4)`` xyxy, ``labels`` int64 ``(K,)``,
+      ``masks`` uint8 ``(K, H, W)``, ``image_id``, ``area``, ``iscrowd``;
+    - ``path``: where the image came from (a file path, or a description for generated data).
+    """
+
+    num_classes: int
+    class_names: Sequence[str]
+    palette: np.ndarray
+    ignore_index: int = 255
+    task: str = "semantic"
+
+
+def default_palette(num_classes: int, seed: int = 7) -> np.ndarray:
+    """Return a ``(num_classes, 3)`` uint8 palette: black for class 0, distinct bright colours after."""
+    import colorsys
+
+    colours = [(0, 0, 0)]
+    for i in range(1, num_classes):
+        h = (i * 0.618033988749895 + seed * 0.1) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
+        colours.append((int(r * 255), int(g * 255), int(b * 255)))
+    return np.asarray(colours[:num_classes], dtype=np.uint8)
+
+
+def to_sample(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    transforms: Callable[..., dict[str, Any]] | None,
+    path: str,
+    target: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Apply an albumentations-style ``transforms`` and convert to the sample dict.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        mask: ``(H, W)`` integer labels, or None.
+        transforms: callable ``transforms(image=..., mask=...) -> dict`` (an albumentations
+            ``Compose``); None applies ImageNet normalisation only.
+        path: stored under ``"path"``.
+        target: an instance target (passed through untouched; instance transforms live in
+            ``segkit.datasets.transforms``).
+
+    Returns:
+        The sample dict described in ``SegmentationDataset``.
+    """
+    if transforms is not None:
+        kwargs: dict[str, Any] = {"image": image}
+        if mask is not None:
+            kwargs["mask"] = mask
+        out = transforms(**kwargs)
+        image, mask = out["image"], out.get("mask", mask)
+    sample: dict[str, Any] = {"image": _image_tensor(image), "path": path}
+    if mask is not None:
+        sample["mask"] = torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
+    if target is not None:
+        sample["target"] = target
+    return sample
+
+
+def _image_tensor(image: Any) -> torch.Tensor:
+    if isinstance(image, torch.Tensor):
+        return image.float()
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        arr = (arr.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
+
+
+def collate_semantic(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack semantic samples: ``image`` ``(N, 3, H, W)``, ``mask`` ``(N, H, W)``, ``path`` list."""
+    out: dict[str, Any] = {"image": torch.stack([b["image"] for b in batch])}
+    if "mask" in batch[0]:
+        out["mask"] = torch.stack([b["mask"] for b in batch])
+    out["path"] = [b["path"] for b in batch]
+    return out
+
+
+def collate_instances(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate instance samples as torchvision detection expects: lists of images and targets."""
+    out: dict[str, Any] = {
+        "image": [b["image"] for b in batch],
+        "target": [b["target"] for b in batch],
+        "path": [b["path"] for b in batch],
+    }
+    if "mask" in batch[0]:
+        out["mask"] = torch.stack([b["mask"] for b in batch])
+    return out

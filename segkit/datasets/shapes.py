@@ -1,0 +1,246 @@
+"""``shapes``: a synthetic dataset generated on the fly (no files), for demos, examples and tests."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from segkit.datasets import DATASETS
+from segkit.datasets.base import SegmentationDataset, default_palette, to_sample
+
+__all__ = ["ShapesDataset", "SHAPE_KINDS"]
+
+SHAPE_KINDS = ("circle", "square", "triangle", "diamond", "ring")
+_SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
+
+
+@DATASETS.register("shapes")
+class ShapesDataset(SegmentationDataset):
+    """Synthetic shapes (circle, square, triangle, ...) on textured, noisy backgrounds.
+
+    Every sample is generated from ``(seed, split, index)`` alone, so it is the same on every
+    call, in every worker and on every machine. Objects get random positions, sizes, rotations
+    and colours, and may overlap (a later object hides an earlier one; no object keeps less
+    than half of its area visible). Classes are decided by shape, never by colour.
+
+    Args:
+        split: "train", "val" or "test" (independent random streams).
+        num_images: length of the dataset.
+        image_size: ``S`` or ``(H, W)`` in pixels.
+        num_classes: background plus ``num_classes - 1`` shape kinds, 2 to 6.
+        max_objects: at most this many objects per image (at least one).
+        seed: base seed.
+        task: "semantic" (samples hold ``mask``) or "instance" (they also hold ``target``).
+        transforms: albumentations ``Compose`` (or any callable with its interface) applied to
+            image and masks together; None normalises with ImageNet statistics only.
+        min_size, max_size: object radius as a fraction of the shorter image side.
+
+    Sample:
+        ``image`` float32 ``(3, H, W)``; ``mask`` int64 ``(H, W)`` in ``[0, num_classes)``;
+        with ``task="instance"``, ``target`` = ``boxes`` float32 ``(K, 4)`` xyxy (pixel edges:
+        ``x2 = last column + 1``), ``labels`` int64 ``(K,)`` in ``[1, num_classes)``, ``masks``
+        uint8 ``(K, H, W)`` (visible part), ``image_id``, ``area`` (visible pixels), ``iscrowd`` zeros.
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        num_images: int = 256,
+        image_size: int | tuple[int, int] | list[int] = 96,
+        num_classes: int = 4,
+        max_objects: int = 4,
+        seed: int = 0,
+        task: str = "semantic",
+        transforms: Callable[..., dict[str, Any]] | None = None,
+        min_size: float = 0.08,
+        max_size: float = 0.22,
+    ) -> None:
+        if split not in _SPLIT_STREAMS:
+            raise ValueError(f"shapes: split must be one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
+        if not 2 <= num_classes <= len(SHAPE_KINDS) + 1:
+            raise ValueError(f"shapes: num_classes must be in [2, {len(SHAPE_KINDS) + 1}], got {num_classes}")
+        if task not in ("semantic", "instance"):
+            raise ValueError(f"shapes: task must be 'semantic' or 'instance', got {task!r}")
+        if max_objects < 1 or num_images < 1:
+            raise ValueError("shapes: num_images and max_objects must be at least 1")
+        self.split = split
+        self.num_images = int(num_images)
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.image_size: tuple[int, int] = (int(size[0]), int(size[1]))
+        self.num_classes = int(num_classes)
+        self.class_names = ("background",) + SHAPE_KINDS[: num_classes - 1]
+        self.palette = default_palette(self.num_classes)
+        self.max_objects = int(max_objects)
+        self.seed = int(seed)
+        self.task = task
+        self.transforms = transforms
+        self.min_size = float(min_size)
+        self.max_size = float(max_size)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[int]]:
+        """Return the raw sample ``index``: image ``(H, W, 3)`` uint8, mask ``(H, W)`` uint8,
+        visible instance masks (bool ``(H, W)`` each) and their labels."""
+        if not 0 <= index < self.num_images:
+            raise IndexError(f"shapes: index {index} out of range for {self.num_images} images")
+        rng = np.random.default_rng([self.seed, _SPLIT_STREAMS[self.split], index])
+        h, w = self.image_size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+        image = _background(rng, yy, xx)
+        mask = np.zeros((h, w), np.uint8)
+        visible: list[np.ndarray] = []
+        full_area: list[int] = []
+        labels: list[int] = []
+        side = min(h, w)
+        for _ in range(int(rng.integers(1, self.max_objects + 1))):
+            for _attempt in range(10):
+                label = int(rng.integers(1, self.num_classes))
+                radius = rng.uniform(self.min_size, self.max_size) * side
+                cy, cx = rng.uniform(radius * 0.6, h - radius * 0.6), rng.uniform(radius * 0.6, w - radius * 0.6)
+                shape = _rasterise(SHAPE_KINDS[label - 1], yy, xx, cy, cx, radius, rng.uniform(0, 2 * np.pi))
+                area = int(shape.sum())
+                if area < 12:
+                    continue
+                # Reject an object that would hide more than half of an earlier one.
+                if any(int((v & ~shape).sum()) * 2 < a for v, a in zip(visible, full_area)):
+                    continue
+                visible = [v & ~shape for v in visible]
+                visible.append(shape)
+                full_area.append(area)
+                labels.append(label)
+                colour = rng.uniform(0, 255, size=3)
+                shade = 1.0 + 0.15 * (yy - cy) / max(radius, 1.0)
+                image[shape] = np.clip(colour[None, :] * shade[shape][:, None], 0, 255)
+                mask[shape] = label
+                break
+        noise = rng.normal(0, 8.0, size=image.shape)
+        image = np.clip(image + noise, 0, 255).astype(np.uint8)
+        return image, mask, visible, labels
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, mask, visible, labels = self.generate(index)
+        path = f"shapes://{self.split}/{index}"
+        if self.task == "semantic":
+            return to_sample(image, mask, self.transforms, path)
+        inst = [v.astype(np.uint8) for v in visible]
+        if self.transforms is not None:
+            out = self.transforms(image=image, mask=mask, masks=inst) if inst else self.transforms(image=image, mask=mask)
+            image, mask, inst = out["image"], out["mask"], list(out.get("masks", []))
+        target = instance_target([np.asarray(m) for m in inst], labels, index)
+        return to_sample(image, mask, None, path, target=target)
+
+
+def instance_target(masks: list[np.ndarray], labels: list[int], image_id: int) -> dict[str, torch.Tensor]:
+    """Build a torchvision detection target from per-instance binary masks (empty masks dropped).
+
+    Args:
+        masks: ``(H, W)`` arrays, nonzero = object.
+        labels: class index of each mask.
+        image_id: stored as ``image_id``.
+
+    Returns:
+        Dict with ``boxes`` float32 ``(K, 4)`` xyxy (``x2``/``y2`` exclusive pixel edges), ``labels`` int64,
+        ``masks`` uint8 ``(K, H, W)``, ``image_id`` int64 scalar, ``area`` float32, ``iscrowd`` int64 zeros.
+    """
+    keep = [i for i, m in enumerate(masks) if np.any(m)]
+    if keep:
+        stack = np.stack([np.asarray(masks[i]) != 0 for i in keep])
+        rows, cols = stack.any(axis=2), stack.any(axis=1)
+        y1 = rows.argmax(axis=1)
+        y2 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+        x1 = cols.argmax(axis=1)
+        x2 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
+        boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+        masks_t = torch.from_numpy(stack.astype(np.uint8))
+        area = torch.from_numpy(stack.sum(axis=(1, 2)).astype(np.float32))
+    else:
+        h, w = (masks[0].shape if masks else (0, 0))
+        boxes = np.zeros((0, 4), np.float32)
+        masks_t = torch.zeros((0, h, w), dtype=torch.uint8)
+        area = torch.zeros((0,), dtype=torch.float32)
+    return {
+        "boxes": torch.from_numpy(boxes),
+        "labels": torch.as_tensor([labels[i] for i in keep], dtype=torch.int64),
+        "masks": masks_t,
+        "image_id": torch.tensor(image_id, dtype=torch.int64),
+        "area": area,
+        "iscrowd": torch.zeros((len(keep),), dtype=torch.int64),
+    }
+
+
+def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """A smooth random texture: a few sinusoids of random frequency and phase over a base colour."""
+    h, w = yy.shape
+    base = rng.uniform(40, 215, size=3).astype(np.float32)
+    texture = np.zeros((h, w), np.float32)
+    for _ in range(3):
+        fy, fx = rng.uniform(0.5, 4.0, size=2) * 2 * np.pi / np.array([h, w])
+        texture += np.sin(fy * yy + fx * xx + rng.uniform(0, 2 * np.pi)).astype(np.float32)
+    amp = rng.uniform(10, 40, size=3).astype(np.float32)
+    return np.clip(base[None, None, :] + texture[..., None] * amp[None, None, :] / 3, 0, 255)
+
+
+def _rasterise(
+    kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float, angle: float
+) -> np.ndarray:
+    """Boolean ``(H, W)`` mask of one shape of circumradius ``r`` centred at ``(cy, cx)``."""
+    dy, dx = yy - cy, xx - cx
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    if kind == "circle":
+        return dx * dx + dy * dy <= r * r
+    if kind == "square":
+        half = r / np.sqrt(2.0)
+        return (np.abs(u) <= half) & (np.abs(v) <= half)
+    if kind == "diamond":
+        return np.abs(u) / r + np.abs(v) / (0.6 * r) <= 1.0
+    if kind == "ring":
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if kind == "triangle":
+        angles = angle + np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3])
+        vy, vx = cy + r * np.sin(angles), cx + r * np.cos(angles)
+        inside = np.ones_like(yy, dtype=bool)
+        for i in range(3):
+            j = (i + 1) % 3
+            # Counter-clockwise vertices: the interior lies left of every edge.
+            cross = (vx[j] - vx[i]) * (yy - vy[i]) - (vy[j] - vy[i]) * (xx - vx[i])
+            inside &= cross >= 0
+        return inside
+    raise ValueError(f"unknown shape kind {kind!r}")
+
+
+def write_images(out_dir: str, count: int = 4, split: str = "test", image_size: int = 96, seed: int = 0) -> list[str]:
+    """Write ``count`` shapes images (PNG) and their masks (``*_mask.png``) to ``out_dir``; return the image paths."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = ShapesDataset(split=split, num_images=count, image_size=image_size, seed=seed)
+    paths = []
+    for i in range(count):
+        image, mask, _, _ = ds.generate(i)
+        path = folder / f"shapes_{split}_{i:03d}.png"
+        Image.fromarray(image).save(path)
+        Image.fromarray(mask).save(folder / "masks" / f"{path.stem}.png") if (folder / "masks").is_dir() else None
+        paths.append(str(path))
+    return paths
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write held-out shapes images as PNG files.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--image-size", type=int, default=96)
+    a = parser.parse_args()
+    for p in write_images(a.out, a.count, a.split, a.image_size):
+        print(p)

@@ -1,0 +1,59 @@
+"""albumentations presets for training and evaluation (semantic task)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+
+from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+__all__ = ["eval_transforms", "train_transforms"]
+
+
+def train_transforms(
+    crop_size: int | tuple[int, int],
+    scale: tuple[float, float] = (0.5, 2.0),
+    hflip: float = 0.5,
+    color_jitter: float = 0.2,
+    ignore_index: int = 255,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> A.Compose:
+    """Random scale, crop (padding masks with ``ignore_index``), flip, colour jitter, normalise.
+
+    Args:
+        crop_size: output ``S`` or ``(H, W)``.
+        scale: range of the random rescale factor.
+        hflip: probability of a horizontal flip.
+        color_jitter: strength of brightness/contrast/saturation jitter (0 disables it).
+        ignore_index: mask value of padded pixels, so padding never counts as a class.
+        mean, std: normalisation statistics (RGB, in [0, 1] units).
+
+    Returns:
+        An ``A.Compose`` called as ``t(image=HxWx3 uint8, mask=HxW)`` returning float32 HxWx3 and the mask.
+    """
+    h, w = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
+    steps: list = [
+        A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0),
+        A.PadIfNeeded(min_height=h, min_width=w, border_mode=0, fill=0, fill_mask=ignore_index),
+        A.RandomCrop(height=h, width=w),
+        A.HorizontalFlip(p=hflip),
+    ]
+    if color_jitter > 0:
+        steps.append(A.ColorJitter(color_jitter, color_jitter, color_jitter, 0.0, p=0.8))
+    steps.append(A.Normalize(mean=mean, std=std))
+    return A.Compose(steps)
+
+
+def eval_transforms(
+    mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD
+) -> A.Compose:
+    """Normalisation only (evaluation runs at full resolution).
+
+    Returns:
+        An ``A.Compose`` mapping ``image=HxWx3 uint8`` to float32 normalised, masks unchanged.
+    """
+    return A.Compose([A.Normalize(mean=mean, std=std)])

@@ -1,0 +1,3 @@
+"""Training engine."""
+from segkit.engine.trainer import Trainer
+__all__ = ["Trainer"]

@@ -1,0 +1,129 @@
+"""Trainer callbacks: the hook interface and the built-ins (checkpointing, early stopping, LR monitor)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segkit.engine.trainer import Trainer
+
+__all__ = ["Callback", "EarlyStopping", "LRMonitor", "ModelCheckpoint"]
+
+
+class Callback:
+    """Base class; override any hook. Each hook gets the trainer and at most one payload.
+
+    Order (see ``Trainer.fit``)::
+
+        on_fit_start(trainer)
+        for each epoch:
+            on_epoch_start(trainer)
+            for each batch: on_train_batch_end(trainer, outputs)
+            on_validation_end(trainer, val_metrics)       # when there is validation data
+            on_epoch_end(trainer, metrics)                # train and val metrics together
+        on_fit_end(trainer)
+    """
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        """Called before each training epoch."""
+
+    def on_train_batch_end(self, trainer: Trainer, outputs: dict[str, Any]) -> None:
+        """Called after each optimizer step attempt with ``training_step``'s dict (tensors, not synced)."""
+
+    def on_validation_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        """Called after validation with its metrics (``miou``, ...)."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        """Called at the end of each epoch with ``{"train/...": ..., "val/...": ...}``."""
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Called once after training ends (normally or by early stopping)."""
+
+
+class ModelCheckpoint(Callback):
+    """Save ``last.pt`` every epoch and ``best.pt`` when the monitored metric improves.
+
+    Args:
+        monitor: key of the epoch metrics, e.g. ``"val/miou"``.
+        mode: "max" or "min".
+        keep_last: also keep this many numbered ``epoch_XXX.pt`` files (0 = none).
+    """
+
+    def __init__(self, monitor: str = "val/miou", mode: str = "max", keep_last: int = 0) -> None:
+        self.monitor = monitor
+        self.mode = mode
+        self.keep_last = keep_last
+        self.best: float | None = None
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if not trainer.is_main_process:
+            return
+        trainer.save_checkpoint(trainer.out_dir / "last.pt", metrics)
+        if self.keep_last > 0:
+            trainer.save_checkpoint(trainer.out_dir / f"epoch_{trainer.epoch:03d}.pt", metrics)
+            old = sorted(trainer.out_dir.glob("epoch_*.pt"))[: -self.keep_last]
+            for p in old:
+                p.unlink(missing_ok=True)
+        value = metrics.get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or not trainer.weights_finite():
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+            trainer.save_checkpoint(trainer.out_dir / "best.pt", metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    The decision is taken from metrics that are identical on every process (validation
+    metrics are all-reduced), so all ranks stop together.
+    """
+
+    def __init__(self, monitor: str = "val/miou", patience: int = 5, mode: str = "max", min_delta: float = 0.0) -> None:
+        self.monitor = monitor
+        self.patience = patience
+        self.mode = mode
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.bad_epochs = 0
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        value = metrics.get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        value = float(value)
+        better = self.best is None or (
+            value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
+        )
+        if better:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs >= self.patience:
+                trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.bad_epochs = int(state.get("bad_epochs", 0))
+
+
+class LRMonitor(Callback):
+    """Log the learning rate of each parameter group at every epoch end (``lr/group0``, ...)."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        for i, group in enumerate(trainer.optimizer.param_groups):
+            metrics[f"lr/group{i}"] = float(group["lr"])

@@ -1,0 +1,125 @@
+"""Checkpoint files: atomic writes, safe (``weights_only``) loading, and clear errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "load_checkpoint", "load_state_dict_checked", "save_checkpoint"]
+
+FORMAT = "segkit-checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, unsafe or does not fit the model; the message names the file."""
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    A crash mid-write leaves any previous file at ``path`` intact.
+
+    Args:
+        state: plain data (tensors, numbers, strings, lists, dicts) so ``weights_only`` loading works.
+        path: destination file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: the folder cannot be written (the message names it).
+    """
+    path = Path(path)
+    payload = {"format": FORMAT, **state}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint to {path.parent}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``torch.load(weights_only=True)``: no code in the file is run.
+
+    Args:
+        path: a segkit checkpoint, or a plain state dict file.
+        map_location: where tensors are loaded.
+
+    Returns:
+        The stored dict. A plain state dict is returned as ``{"model": state_dict}``.
+
+    Raises:
+        CheckpointError: missing, empty, truncated or corrupt file, or one that needs arbitrary
+            code to unpickle (refused); the message names the file and the reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted write?")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {path}: it holds objects that only a full unpickle (which can run code) "
+            f"could build; segkit loads checkpoints with weights_only=True. Details: {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {str(exc).splitlines()[0]}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, found {type(obj).__name__}")
+    if obj.get("format") != FORMAT:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {"model": obj}
+        if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            return {"model": obj["state_dict"]}
+    return obj
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state_dict`` into ``model`` strictly, or raise a readable mismatch report.
+
+    Raises:
+        CheckpointError: listing up to 5 missing keys, unexpected keys and shape mismatches.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches, first: " + "; ".join(shapes[:5]))
+        if missing:
+            parts.append(f"{len(missing)} keys missing from the checkpoint, first: {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys, first: {', '.join(unexpected[:5])}")
+        raise CheckpointError(
+            f"{source} does not fit this model (another architecture or class count?): " + " | ".join(parts)
+        )
+    model.load_state_dict(state_dict)

@@ -1,0 +1,75 @@
+"""Optimizers and per-iteration learning-rate schedules (poly, cosine, step) with linear warm-up."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["build_optimizer", "build_scheduler"]
+
+
+def build_optimizer(
+    name: str | torch.optim.Optimizer, params: Iterable[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Return an optimizer by name ("adamw", "adam", "sgd" with momentum 0.9), or pass one through.
+
+    Args:
+        name: optimizer name or an optimizer object (returned unchanged).
+        params: parameters to optimise.
+        lr: learning rate.
+        weight_decay: L2 / decoupled weight decay.
+    """
+    if isinstance(name, torch.optim.Optimizer):
+        return name
+    key = name.lower()
+    if key == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if key == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if key == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"optimizer: unknown name {name!r}; known: adamw, adam, sgd (or pass an optimizer object)")
+
+
+def build_scheduler(
+    name: str | None,
+    optimizer: torch.optim.Optimizer,
+    total_iters: int,
+    warmup_iters: int = 0,
+    power: float = 0.9,
+    step_size: int | None = None,
+    gamma: float = 0.1,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Return a ``LambdaLR`` stepped once per optimizer step.
+
+    The factor multiplying the base lr at iteration ``i`` is ``min(1, (i + 1) / warmup_iters)`` times:
+    ``(1 - i / total_iters) ** power`` for "poly", ``0.5 * (1 + cos(pi * i / total_iters))`` for
+    "cosine", ``gamma ** (i // step_size)`` for "step" (``step_size`` defaults to a third of the run),
+    and 1 for None.
+
+    Args:
+        name: "poly", "cosine", "step" or None.
+        optimizer: the optimizer.
+        total_iters: number of optimizer steps of the whole run.
+        warmup_iters: linear warm-up length in steps.
+    """
+    total = max(1, int(total_iters))
+    step = step_size or max(1, total // 3)
+    if name not in (None, "none", "poly", "cosine", "step"):
+        raise ValueError(f"scheduler: unknown name {name!r}; known: poly, cosine, step, None")
+
+    def factor(i: int) -> float:
+        warm = min(1.0, (i + 1) / warmup_iters) if warmup_iters > 0 else 1.0
+        t = min(i, total) / total
+        if name == "poly":
+            return warm * (1.0 - t) ** power
+        if name == "cosine":
+            return warm * 0.5 * (1.0 + math.cos(math.pi * t))
+        if name == "step":
+            return warm * gamma ** (i // step)
+        return warm
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

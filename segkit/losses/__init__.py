@@ -1,0 +1,52 @@
+"""Segmentation losses by name: ``build_loss("ce")``, ``build_loss("ce+dice")``, ``build_loss({"ce": 1, "dice": .5})``."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from segkit.registry import Registry
+
+LOSSES: Registry[nn.Module] = Registry("losses")
+
+# Each family module registers its losses on import; import every one explicitly.
+from segkit.losses import cross_entropy  # noqa: E402,F401
+from segkit.losses.combined import CombinedLoss  # noqa: E402
+
+__all__ = ["LOSSES", "CombinedLoss", "build_loss"]
+
+
+def build_loss(name: str | Mapping[str, float] | nn.Module, **kwargs: Any) -> nn.Module:
+    """Build a loss by name, as a weighted sum of names, or pass a module through.
+
+    Args:
+        name: a registered name (``"dice"``), names joined by ``+`` with equal weights
+            (``"ce+dice"``), a mapping ``{name: weight}``, or an ``nn.Module``.
+        **kwargs: keyword arguments of a single named loss. For combinations, pass
+            per-term arguments as ``{name: {...}}`` mappings, e.g. ``dice={"smooth": 1.0}``.
+
+    Returns:
+        A module called as ``loss(logits, target)`` returning a scalar tensor.
+        Combinations are ``CombinedLoss`` modules whose ``forward_terms`` returns each weighted term.
+    """
+    if isinstance(name, nn.Module):
+        if kwargs:
+            raise TypeError("build_loss: keyword arguments are only accepted with a loss name")
+        return name
+    if isinstance(name, str) and "+" not in name:
+        return LOSSES.build(name.strip(), **kwargs)
+    if isinstance(name, str):
+        weights = {part.strip(): 1.0 for part in name.split("+") if part.strip()}
+    elif isinstance(name, Mapping):
+        weights = {str(k): float(v) for k, v in name.items()}
+    else:
+        raise TypeError(f"build_loss: expected a name, a mapping or an nn.Module, got {type(name).__name__}")
+    unknown = set(kwargs) - set(weights)
+    if unknown:
+        raise TypeError(
+            f"build_loss: for a combination, keyword arguments must be per-term mappings named after a "
+            f"term ({', '.join(weights)}); got {', '.join(sorted(unknown))}"
+        )
+    terms = {n: LOSSES.build(n, **dict(kwargs.get(n) or {})) for n in weights}
+    return CombinedLoss(terms, weights)

@@ -1,0 +1,37 @@
+"""A weighted sum of losses that also reports each term, for ``build_loss("ce+dice")``."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["CombinedLoss"]
+
+
+class CombinedLoss(nn.Module):
+    """Weighted sum ``sum_k w_k * loss_k(logits, target)``.
+
+    Args:
+        terms: name -> loss module.
+        weights: name -> weight (same keys as ``terms``).
+    """
+
+    def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float]) -> None:
+        super().__init__()
+        if set(terms) != set(weights):
+            raise ValueError(f"CombinedLoss: terms {sorted(terms)} and weights {sorted(weights)} differ")
+        self.terms = nn.ModuleDict(dict(terms))
+        self.weights = dict(weights)
+
+    def forward_terms(self, logits: torch.Tensor, target: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+        """Return each weighted term by name (their sum is ``forward``'s value)."""
+        return {name: self.weights[name] * loss(logits, target, **kwargs) for name, loss in self.terms.items()}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """Return the weighted sum, a scalar tensor."""
+        return torch.stack(list(self.forward_terms(logits, target, **kwargs).values())).sum()
+
+    def extra_repr(self) -> str:
+        return " + ".join(f"{w:g}*{n}" for n, w in self.weights.items())
