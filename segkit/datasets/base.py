@@ -92,11 +92,17 @@ def _image_tensor(image: Any) -> torch.Tensor:
 
 
 def collate_semantic(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack semantic samples: ``image`` ``(N, 3, H, W)``, ``mask`` ``(N, H, W)``, ``path`` list."""
-    out: dict[str, Any] = {"image": torch.stack([b["image"] for b in batch])}
-    if "mask" in batch[0]:
-        out["mask"] = torch.stack([b["mask"] for b in batch])
-    out["path"] = [b["path"] for b in batch]
+    """Stack semantic samples: ``image`` ``(N, 3, H, W)``, ``mask`` ``(N, H, W)``, ``path`` list.
+
+    Every other tensor key (e.g. a precomputed ``dist_map``) is stacked too; other values become lists.
+    The instance ``target`` is dropped (use ``collate_instances`` for the instance task).
+    """
+    out: dict[str, Any] = {}
+    for key, value in batch[0].items():
+        if key == "target":
+            continue
+        values = [b[key] for b in batch]
+        out[key] = torch.stack(values) if isinstance(value, torch.Tensor) else values
     return out
 
 

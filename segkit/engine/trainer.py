@@ -158,7 +158,8 @@ class Trainer:
         self.model = self._build_model(model).to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = build_loss(loss if loss is not None else "ce")
+        # A model may name the loss it is trained with (Gated-SCNN's dual-task loss); else cross-entropy.
+        self.loss_fn = build_loss(loss if loss is not None else getattr(self.model, "default_loss", "ce"))
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn = self.loss_fn.to(self.device)
 
@@ -226,9 +227,9 @@ class Trainer:
         """Move the tensors of a collated batch to ``self.device`` (images channels-last if asked)."""
         out = dict(batch)
         non_blocking = self.device.type == "cuda"
-        for key in ("image", "mask"):
-            if isinstance(out.get(key), torch.Tensor):
-                out[key] = out[key].to(self.device, non_blocking=non_blocking)
+        for key, value in out.items():
+            if isinstance(value, torch.Tensor):
+                out[key] = value.to(self.device, non_blocking=non_blocking)
         if self.channels_last and isinstance(out.get("image"), torch.Tensor):
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
         return out
@@ -237,18 +238,25 @@ class Trainer:
         """Return ``{"loss": total, **terms}`` for model ``outputs`` and the batch.
 
         A dict of losses (a detection model in train mode) is summed, each term kept; a tuple or
-        list (aux heads) uses its first element as the logits; a combined loss reports each term.
+        list (aux heads) uses its first element as the logits, unless the loss sets
+        ``takes_outputs = True`` (it then receives the model's raw outputs, e.g. Gated-SCNN's
+        ``(seg_logits, edge_logits)``). A loss whose ``extra_inputs`` names batch keys (e.g.
+        ``("dist_map",)``) receives them as keyword arguments. A combined loss reports each term.
         """
         if isinstance(outputs, Mapping):
             terms = {f"loss/{k}": v for k, v in outputs.items()}
             return {"loss": torch.stack(list(terms.values())).sum(), **terms}
-        logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+        if getattr(self.loss_fn, "takes_outputs", False):
+            prediction = outputs
+        else:
+            prediction = (outputs[0] if isinstance(outputs, (tuple, list)) else outputs).float()
         target = batch["mask"]
+        extra = {k: batch[k] for k in getattr(self.loss_fn, "extra_inputs", ()) if k in batch}
         forward_terms = getattr(self.loss_fn, "forward_terms", None)
         if callable(forward_terms):
-            terms = {f"loss/{k}": v for k, v in forward_terms(logits.float(), target).items()}
+            terms = {f"loss/{k}": v for k, v in forward_terms(prediction, target, **extra).items()}
             return {"loss": torch.stack(list(terms.values())).sum(), **terms}
-        return {"loss": self.loss_fn(logits.float(), target)}
+        return {"loss": self.loss_fn(prediction, target, **extra)}
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Forward one batch under autocast and return ``compute_loss``'s dict (must hold ``"loss"``)."""
