@@ -113,13 +113,34 @@ def _fallback_palette():  # type: ignore[no-untyped-def]
     return default_palette(256)
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
+def _registries() -> dict:  # type: ignore[type-arg]
     from segkit.datasets import DATASETS
     from segkit.losses import LOSSES
     from segkit.models import MODELS
     from segkit.tracking import TRACKERS
 
-    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "trackers": TRACKERS}[args.what]
+    return {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "trackers": TRACKERS}
+
+
+def registry_markdown() -> str:
+    """Return the README table of every registered name: one row per family, names in backticks.
+
+    Regenerate the README's table with ``segkit list --markdown``; a test fails when it is out of date.
+    """
+    lines = ["| family | names |", "|---|---|"]
+    for family, registry in _registries().items():
+        lines.append(f"| {family} | {', '.join(f'`{n}`' for n in registry.names())} |")
+    return "\n".join(lines)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(registry_markdown())
+        return 0
+    if args.what is None:
+        print("segkit list: name a family (models, losses, datasets, trackers) or pass --markdown", file=sys.stderr)
+        return 2
+    registry = _registries()[args.what]
     names = registry.names(args.pattern)
     width = max((len(n) for n in names), default=4)
     for name in names:
@@ -154,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("list", help="list registered models, losses, datasets or trackers")
-    p.add_argument("what", choices=["models", "losses", "datasets", "trackers"])
+    p.add_argument("what", nargs="?", choices=["models", "losses", "datasets", "trackers"])
     p.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'unet*'")
+    p.add_argument("--markdown", action="store_true", help="print the README table of all registries")
     p.set_defaults(func=_cmd_list)
     return parser
 

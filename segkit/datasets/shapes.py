@@ -90,7 +90,8 @@ class ShapesDataset(SegmentationDataset):
         rng = np.random.default_rng([self.seed, _SPLIT_STREAMS[self.split], index])
         h, w = self.image_size
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-        image = _background(rng, yy, xx)
+        image, base = _background(rng, yy, xx)
+        colours: list[np.ndarray] = []
         mask = np.zeros((h, w), np.uint8)
         visible: list[np.ndarray] = []
         full_area: list[int] = []
@@ -112,7 +113,8 @@ class ShapesDataset(SegmentationDataset):
                 visible.append(shape)
                 full_area.append(area)
                 labels.append(label)
-                colour = rng.uniform(0, 255, size=3)
+                colour = _distinct_colour(rng, [base, *colours])
+                colours.append(colour)
                 shade = 1.0 + 0.15 * (yy - cy) / max(radius, 1.0)
                 image[shape] = np.clip(colour[None, :] * shade[shape][:, None], 0, 255)
                 mask[shape] = label
@@ -172,8 +174,8 @@ def instance_target(masks: list[np.ndarray], labels: list[int], image_id: int) -
     }
 
 
-def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """A smooth random texture: a few sinusoids of random frequency and phase over a base colour."""
+def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random texture (sinusoids of random frequency and phase over a base colour), and that colour."""
     h, w = yy.shape
     base = rng.uniform(40, 215, size=3).astype(np.float32)
     texture = np.zeros((h, w), np.float32)
@@ -181,7 +183,24 @@ def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.
         fy, fx = rng.uniform(0.5, 4.0, size=2) * 2 * np.pi / np.array([h, w])
         texture += np.sin(fy * yy + fx * xx + rng.uniform(0, 2 * np.pi)).astype(np.float32)
     amp = rng.uniform(10, 40, size=3).astype(np.float32)
-    return np.clip(base[None, None, :] + texture[..., None] * amp[None, None, :] / 3, 0, 255)
+    return np.clip(base[None, None, :] + texture[..., None] * amp[None, None, :] / 3, 0, 255), base
+
+
+def _distinct_colour(rng: np.random.Generator, others: list[np.ndarray], min_distance: float = 90.0) -> np.ndarray:
+    """A random RGB colour at least ``min_distance`` away from each of ``others`` (best of 20 draws).
+
+    Objects must stand out from the background and from each other, or their shape (and hence
+    their class) would be undefined.
+    """
+    best, best_d = None, -1.0
+    for _ in range(20):
+        c = rng.uniform(0, 255, size=3)
+        d = min(float(np.linalg.norm(c - o)) for o in others)
+        if d >= min_distance:
+            return c
+        if d > best_d:
+            best, best_d = c, d
+    return best  # type: ignore[return-value]
 
 
 def _rasterise(
