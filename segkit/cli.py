@@ -137,8 +137,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     except (ExportError, MissingExtraError) as exc:
         print(f"segkit runs export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"segkit runs export: {len(record.metrics)} metric rows, {len(record.images)} images, "
-          f"{'params' if record.params else 'no params'} from {args.run} -> {destination}")
+    print(
+        f"segkit runs export: {len(record.metrics)} metric rows, {len(record.images)} images, "
+        f"{'params' if record.params else 'no params'} from {args.run} -> {destination}"
+    )
     return 0
 
 

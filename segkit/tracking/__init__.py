@@ -11,10 +11,7 @@ from segkit.tracking.base import GuardedTracker, MissingExtraError, Tracker, Tra
 TRACKERS: Registry[Tracker] = Registry("trackers")
 
 # Each module registers its tracker; optional packages are imported only when a tracker is built.
-from segkit.tracking import jsonl  # noqa: E402,F401
-from segkit.tracking import mlflow  # noqa: E402,F401
-from segkit.tracking import neptune  # noqa: E402,F401
-from segkit.tracking import tensorboard  # noqa: E402,F401
+from segkit.tracking import jsonl, mlflow, neptune, tensorboard  # noqa: E402,F401
 
 __all__ = ["TRACKERS", "GuardedTracker", "MissingExtraError", "Tracker", "TrackerWarning", "build_tracker"]
 

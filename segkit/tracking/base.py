@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any, Mapping, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "GuardedTracker",
@@ -68,7 +69,7 @@ def require(module: str, extra: str, what: str) -> Any:
     except ImportError as exc:
         raise MissingExtraError(
             f"{what} needs the {module.split('.')[0]!r} package, which is not installed "
-            f"({exc}); install it with: pip install \"segkit[{extra}]\""
+            f'({exc}); install it with: pip install "segkit[{extra}]"'
         ) from exc
 
 
@@ -154,7 +155,6 @@ class GuardedTracker:
     def __repr__(self) -> str:
         state = "disabled" if self.failed is not None else "active"
         return f"GuardedTracker({self.tracker!r}, {state})"
-
 
 
 def flatten_params(params: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:

@@ -192,8 +192,12 @@ def export_run(
     else:
         from segkit.tracking.mlflow import MlflowTracker
 
-        tracker = MlflowTracker(tracking_uri=uri, experiment=experiment, run_name=record.name,
-                                tags={"segkit.exported_from": str(Path(path).resolve())})
+        tracker = MlflowTracker(
+            tracking_uri=uri,
+            experiment=experiment,
+            run_name=record.name,
+            tags={"segkit.exported_from": str(Path(path).resolve())},
+        )
         destination = f"MLflow run {tracker.run_id} (experiment {experiment!r}) at {tracker.tracking_uri}"
     try:
         if record.params:

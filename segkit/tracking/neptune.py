@@ -8,8 +8,9 @@ import os
 import socket
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -87,7 +88,9 @@ class NeptuneTracker:
         except Exception as exc:  # noqa: BLE001 - a server-side failure must not stop training
             if self.mode in _LOCAL_MODES:
                 raise
-            self.fallback_reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            self.fallback_reason = (
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            )
             self._warn_offline(self.fallback_reason)
             self.mode = kwargs["mode"] = "offline"
             kwargs.pop("api_token", None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,9 @@ class TensorBoardTracker:
         MissingExtraError: ``tensorboard`` is not installed (``pip install "segkit[tensorboard]"``).
     """
 
-    def __init__(self, run_dir: str | Path = "runs/tensorboard", log_dir: str | Path | None = None,
-                 flush_secs: int = 30) -> None:
+    def __init__(
+        self, run_dir: str | Path = "runs/tensorboard", log_dir: str | Path | None = None, flush_secs: int = 30
+    ) -> None:
         tb = require("torch.utils.tensorboard", "tensorboard", "the tensorboard tracker")
         self.log_dir = Path(log_dir if log_dir is not None else run_dir)
         self.writer = tb.SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)

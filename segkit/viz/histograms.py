@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -35,17 +36,13 @@ def weight_histograms(model: nn.Module, n: int = 4) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.conv._ConvNd):
-            values[f"{name}.weight" if name else "weight"] = (
-                module.weight.detach().float().reshape(-1).cpu().numpy()
-            )
+            values[f"{name}.weight" if name else "weight"] = module.weight.detach().float().reshape(-1).cpu().numpy()
             if len(values) == n:
                 break
     return values
 
 
-def plot_weight_histograms(
-    model_or_values: nn.Module | Mapping[str, Any], n: int = 4, bins: int = 50
-) -> Figure:
+def plot_weight_histograms(model_or_values: nn.Module | Mapping[str, Any], n: int = 4, bins: int = 50) -> Figure:
     """Draw one histogram per layer, side by side, as in the article's figure of first-layer weights.
 
     Args:

@@ -41,8 +41,18 @@ class FlakyBackend:
 
 def test_backend_raising_mid_run_is_reported_once_and_training_finishes(tmp_path, tiny_shapes, tiny_net, capsys):
     flaky = FlakyBackend()
-    trainer = Trainer(tiny_net, "ce", tiny_shapes("train", 8, 32), tiny_shapes("val", 4, 32), epochs=2, batch_size=4,
-                      lr=0.01, out_dir=tmp_path, log_every=1, trackers=[flaky])
+    trainer = Trainer(
+        tiny_net,
+        "ce",
+        tiny_shapes("train", 8, 32),
+        tiny_shapes("val", 4, 32),
+        epochs=2,
+        batch_size=4,
+        lr=0.01,
+        out_dir=tmp_path,
+        log_every=1,
+        trackers=[flaky],
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         metrics = trainer.fit()
@@ -69,8 +79,11 @@ def test_guard_forwards_optional_methods_only_when_present():
 
 @pytest.mark.parametrize(
     ("name", "module", "extra"),
-    [("mlflow", "mlflow", "mlflow"), ("neptune", "neptune", "neptune"),
-     ("tensorboard", "torch.utils.tensorboard", "tensorboard")],
+    [
+        ("mlflow", "mlflow", "mlflow"),
+        ("neptune", "neptune", "neptune"),
+        ("tensorboard", "torch.utils.tensorboard", "tensorboard"),
+    ],
 )
 def test_missing_optional_package_names_the_extra(monkeypatch, tmp_path, name, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError

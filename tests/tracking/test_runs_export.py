@@ -73,11 +73,13 @@ def test_export_neptune_offline_run_to_tensorboard(tmp_path, monkeypatch, short_
     record = read_neptune_offline(tmp_path / ".neptune")
     assert record.params == short_run.params
     assert [(s, m["train/loss"]) for s, m in record.metrics if "train/loss" in m] == list(
-        zip(short_run.steps, short_run.losses))
+        zip(short_run.steps, short_run.losses)
+    )
     assert main(["runs", "export", ".neptune", "--to", "tensorboard", "--out", "tb"]) == 0
     acc = read_tensorboard(tmp_path / "tb")
     assert [(e.step, e.value) for e in acc.Scalars("val/miou")] == [
-        (s, float(np.float32(v))) for s, v in zip(short_run.steps, short_run.ious)]
+        (s, float(np.float32(v))) for s, v in zip(short_run.steps, short_run.ious)
+    ]
     np.testing.assert_array_equal(_png_to_array(acc.Images("val/overlay")[0].encoded_image_string), short_run.image)
     assert len(acc.Images("weights/histograms")) == 1
 

@@ -42,7 +42,9 @@ def _neptune_ops(tmp_path):
     """Parse the offline folder's data-*.log lines directly (the format neptune 1.x writes)."""
     (run_dir,) = (tmp_path / ".neptune" / "offline").iterdir()
     meta = json.loads((run_dir / "metadata.json").read_text())
-    ops = [json.loads(line)["obj"] for log in sorted(run_dir.glob("data-*.log")) for line in log.read_text().splitlines()]
+    ops = [
+        json.loads(line)["obj"] for log in sorted(run_dir.glob("data-*.log")) for line in log.read_text().splitlines()
+    ]
     return run_dir, meta, ops
 
 
@@ -52,12 +54,18 @@ def test_neptune_offline_short_run_read_back_from_offline_folder(tmp_path, monke
     short_run.write(build_tracker({"name": "neptune", "mode": "offline", **neptune_quiet}))
     _, meta, ops = _neptune_ops(tmp_path)
     assert meta["mode"] == "offline"
-    params = {tuple(o["path"]): o["value"] for o in ops if o["type"].startswith("Assign") and o["path"][0] == "parameters"}
+    params = {
+        tuple(o["path"]): o["value"] for o in ops if o["type"].startswith("Assign") and o["path"][0] == "parameters"
+    }
     assert params[("parameters", "model", "encoder")] == "resnet18"
     assert params[("parameters", "train", "lr")] == 0.01
     assert params[("parameters", "seed")] == 7
-    losses = [(v["step"], v["value"]) for o in ops if o["type"] == "LogFloats" and o["path"] == ["train", "loss"]
-              for v in o["values"]]
+    losses = [
+        (v["step"], v["value"])
+        for o in ops
+        if o["type"] == "LogFloats" and o["path"] == ["train", "loss"]
+        for v in o["values"]
+    ]
     assert losses == list(zip(short_run.steps, short_run.losses))
     images = {"/".join(o["path"]): o["values"] for o in ops if o["type"] == "LogImages"}
     assert set(images) == {"val/overlay", "weights/histograms"}
@@ -73,7 +81,9 @@ def test_neptune_debug_mode_needs_no_account_and_writes_nothing(tmp_path, monkey
     assert not (tmp_path / ".neptune" / "offline").exists() or not any((tmp_path / ".neptune" / "offline").iterdir())
 
 
-def test_neptune_async_unreachable_server_warns_once_and_falls_back_offline(tmp_path, monkeypatch, short_run, capsys, neptune_quiet):
+def test_neptune_async_unreachable_server_warns_once_and_falls_back_offline(
+    tmp_path, monkeypatch, short_run, capsys, neptune_quiet
+):
     monkeypatch.chdir(tmp_path)
     with socket.socket() as s:  # a port nobody listens on: connection refused at once
         s.bind(("127.0.0.1", 0))
@@ -82,11 +92,21 @@ def test_neptune_async_unreachable_server_warns_once_and_falls_back_offline(tmp_
     token = base64.b64encode(json.dumps({"api_address": address, "api_url": address, "api_key": "k"}).encode()).decode()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tracker = build_tracker({"name": "neptune", "mode": "async", "project": "ws/proj", "api_token": token,
-                                 "connect_timeout": 2.0, **neptune_quiet})
+        tracker = build_tracker(
+            {
+                "name": "neptune",
+                "mode": "async",
+                "project": "ws/proj",
+                "api_token": token,
+                "connect_timeout": 2.0,
+                **neptune_quiet,
+            }
+        )
         short_run.write(tracker)
     ours = [w for w in caught if issubclass(w.category, TrackerWarning)]
-    assert len(ours) == 1 and "cannot be reached" in str(ours[0].message) and f"127.0.0.1:{port}" in str(ours[0].message)
+    assert (
+        len(ours) == 1 and "cannot be reached" in str(ours[0].message) and f"127.0.0.1:{port}" in str(ours[0].message)
+    )
     assert capsys.readouterr().err.count("cannot be reached") == 1
     assert tracker.mode == "offline" and tracker.failed is None
     _, _, ops = _neptune_ops(tmp_path)  # the run is kept locally, ready for `neptune sync` or `runs export`
@@ -106,8 +126,13 @@ def test_mlflow_short_run_read_back_with_client(tmp_path, mlflow_uri, short_run)
     client = MlflowClient(tracking_uri=mlflow_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     assert run.info.run_name == "r1" and run.info.status == "FINISHED"
-    assert run.data.params == {"model.name": "unet", "model.encoder": "resnet18", "train.lr": "0.01",
-                               "train.epochs": "3", "seed": "7"}
+    assert run.data.params == {
+        "model.name": "unet",
+        "model.encoder": "resnet18",
+        "train.lr": "0.01",
+        "train.epochs": "3",
+        "seed": "7",
+    }
     for key, expected in (("train/loss", short_run.losses), ("val/miou", short_run.ious)):
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
         assert [(m.step, m.value) for m in history] == list(zip(short_run.steps, expected))
