@@ -1,4 +1,4 @@
-"""Command line: ``segkit train | evaluate | predict | list``."""
+"""Command line: ``segkit train | evaluate | predict | list | runs export``."""
 
 from __future__ import annotations
 
@@ -149,6 +149,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from segkit.tracking.base import MissingExtraError
+    from segkit.tracking.export import ExportError, export_run
+
+    try:
+        record, destination = export_run(args.run, args.to, uri=args.uri, out=args.out, experiment=args.experiment)
+    except (ExportError, MissingExtraError) as exc:
+        print(f"segkit runs export: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"segkit runs export: {len(record.metrics)} metric rows, {len(record.images)} images, "
+        f"{'params' if record.params else 'no params'} from {args.run} -> {destination}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``segkit`` argument parser."""
     parser = argparse.ArgumentParser(prog="segkit", description="Train, evaluate and run segmentation models.")
@@ -179,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'unet*'")
     p.add_argument("--markdown", action="store_true", help="print the README table of all registries")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("runs", help="work with recorded runs")
+    runs = p.add_subparsers(dest="runs_command", required=True)
+    p = runs.add_parser("export", help="replay a run folder or a Neptune offline run into TensorBoard or MLflow")
+    p.add_argument("run", help="segkit run folder (metrics.jsonl) or .neptune/offline/run__... folder")
+    p.add_argument("--to", required=True, choices=["tensorboard", "mlflow"])
+    p.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--out", help="TensorBoard log folder (default: runs/export/<run name>)")
+    p.add_argument("--experiment", default="segkit", help="MLflow experiment name")
+    p.set_defaults(func=_cmd_runs)
     return parser
 
 
