@@ -1,4 +1,4 @@
-"""Command line: ``segkit train | evaluate | predict | list``."""
+"""Command line: ``segkit train | evaluate | predict | list | inspect``."""
 
 from __future__ import annotations
 
@@ -128,6 +128,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from segkit.datasets import build_dataset
+    from segkit.datasets.inspect import class_pixel_counts, format_counts
+
+    data = build_dataset(args.dataset, root=args.root, split=args.split)
+    print(f"segkit inspect: {args.dataset} at {args.root}, split {args.split}")
+    print(format_counts(data, *class_pixel_counts(data)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``segkit`` argument parser."""
     parser = argparse.ArgumentParser(prog="segkit", description="Train, evaluate and run segmentation models.")
@@ -157,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["models", "losses", "datasets", "trackers"])
     p.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'unet*'")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("inspect", help="print per-class pixel counts and image count of a dataset split")
+    p.add_argument("--dataset", required=True, help="registered dataset name, e.g. camvid")
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--split", default="val")
+    p.set_defaults(func=_cmd_inspect)
     return parser
 
 
