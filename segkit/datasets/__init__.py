@@ -19,7 +19,11 @@ __all__ = [
     "BadSampleError",
     "BadSampleLog",
     "DATASETS",
-    "SegmentationDataset", "build_dataset", "collate_instances", "collate_semantic"]
+    "SegmentationDataset",
+    "build_dataset",
+    "collate_instances",
+    "collate_semantic",
+]
 
 
 def build_dataset(name: str | Dataset, **kwargs: Any) -> Dataset:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,9 @@ def to_sample(
         image, mask = out["image"], out.get("mask", mask)
     sample: dict[str, Any] = {"image": _image_tensor(image), "path": path}
     if mask is not None:
-        sample["mask"] = torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
+        sample["mask"] = (
+            torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
+        )
     if target is not None:
         sample["target"] = target
     return sample
@@ -87,7 +90,9 @@ def _image_tensor(image: Any) -> torch.Tensor:
         return image.float()
     arr = np.asarray(image)
     if arr.dtype == np.uint8:
-        arr = (arr.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+        arr = (arr.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
+            IMAGENET_STD, np.float32
+        )
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
 
 

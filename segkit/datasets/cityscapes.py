@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,9 @@ class CityscapesDataset(FileDataset):
         if task == "instance":
             self.num_classes = 1 + len(_INSTANCE_IDS)
             self.class_names = ("background",) + tuple(n for n, i, *_ in CITYSCAPES_LABELS if i in _INSTANCE_IDS)
-            self.palette = np.asarray([(0, 0, 0)] + [c for n, i, t, h, c in CITYSCAPES_LABELS if i in _INSTANCE_IDS], np.uint8)
+            self.palette = np.asarray(
+                [(0, 0, 0)] + [c for n, i, t, h, c in CITYSCAPES_LABELS if i in _INSTANCE_IDS], np.uint8
+            )
         else:
             self.num_classes = 19
             self.class_names = tuple(n for _, n, _ in _TRAIN)
@@ -138,7 +141,9 @@ class CityscapesDataset(FileDataset):
             return image, mask, None
         inst_ids = read_mask(inst_path)
         if inst_ids.ndim != 2:
-            raise BadSampleError(f"{inst_path}: expected a single-channel 16-bit instanceIds PNG, got shape {inst_ids.shape}")
+            raise BadSampleError(
+                f"{inst_path}: expected a single-channel 16-bit instanceIds PNG, got shape {inst_ids.shape}"
+            )
         check_decoded(image, inst_ids, image_path, inst_path)
         values = np.unique(inst_ids)
         values = values[(values >= 1000) & np.isin(values // 1000, _INSTANCE_IDS)]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -261,7 +262,9 @@ def check_pair(image_path: str | Path, mask_path: str | Path) -> None:
         raise BadSampleError(f"{image_path}: no label file (expected {mask_path})")
     hi, hm = image_size(image_path), image_size(mask_path)
     if hi != hm:
-        raise BadSampleError(f"{mask_path}: label size {hm[1]}x{hm[0]} differs from image {image_path} ({hi[1]}x{hi[0]})")
+        raise BadSampleError(
+            f"{mask_path}: label size {hm[1]}x{hm[0]} differs from image {image_path} ({hi[1]}x{hi[0]})"
+        )
 
 
 def check_items(items: list[Any], on_bad_sample: str, log: BadSampleLog, cols: Sequence[int] = (1,)) -> None:

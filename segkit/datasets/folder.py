@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,9 @@ class FolderDataset(FileDataset):
         if num_classes is None:
             num_classes = len(self.colours) if self.colours is not None else len(class_names or ()) or self._infer()
         self.num_classes = int(num_classes)
-        self.class_names = tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
+        self.class_names = (
+            tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
+        )
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"folder: {len(self.class_names)} class_names for num_classes={self.num_classes}")
         self.palette = self.colours if self.colours is not None else default_palette(self.num_classes)

@@ -49,7 +49,9 @@ def format_counts(dataset: Any, pixels: np.ndarray, images: np.ndarray, ignored:
     total = int(pixels.sum()) + ignored
     names = list(dataset.class_names)
     width = max([len(n) for n in names] + [7])
-    lines = [f"{len(dataset)} images, {total} pixels, {dataset.num_classes} classes, ignore_index {dataset.ignore_index}"]
+    lines = [
+        f"{len(dataset)} images, {total} pixels, {dataset.num_classes} classes, ignore_index {dataset.ignore_index}"
+    ]
     lines.append(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'share':>7}  {'images':>6}")
     for i, name in enumerate(names):
         share = 100.0 * pixels[i] / total if total else 0.0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,9 +100,13 @@ class VOCDataset(FileDataset):
     ) -> None:
         self._init_common(transforms, on_bad_sample)
         self.root = find_voc_root(root)
-        split_file = Path(split) if split.endswith(".txt") else self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        split_file = (
+            Path(split) if split.endswith(".txt") else self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        )
         ids = read_split(split_file, "voc", _LAYOUT)
-        self.items = [(self.root / "JPEGImages" / f"{i}.jpg", self.root / "SegmentationClass" / f"{i}.png") for i in ids]
+        self.items = [
+            (self.root / "JPEGImages" / f"{i}.jpg", self.root / "SegmentationClass" / f"{i}.png") for i in ids
+        ]
         self.table = LabelTable(21, ignore_index=255)
         if check_files:
             check_items(self.items, on_bad_sample, self.bad_samples)
@@ -193,7 +198,10 @@ class VOCAugDataset(FileDataset):
         image = self.root / "JPEGImages" / f"{image_id}.jpg"
         if not image.is_file() and self.sbd_root is not None:
             image = self.sbd_root / "img" / f"{image_id}.jpg"
-        labels = [self.root / "SegmentationClassAug" / f"{image_id}.png", self.root / "SegmentationClass" / f"{image_id}.png"]
+        labels = [
+            self.root / "SegmentationClassAug" / f"{image_id}.png",
+            self.root / "SegmentationClass" / f"{image_id}.png",
+        ]
         if self.sbd_root is not None:
             labels.append(self.sbd_root / "cls" / f"{image_id}.mat")
         for label in labels:

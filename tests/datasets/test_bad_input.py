@@ -35,7 +35,9 @@ def test_missing_root_and_split_files_describe_the_layout(tmp_path, layouts):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "f" / "val.txt"))):
         build_dataset("folder", root=tmp_path / "f", split="val")
     (tmp_path / "coco" / "val2017").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "coco" / "annotations" / "instances_val2017.json"))):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(str(tmp_path / "coco" / "annotations" / "instances_val2017.json"))
+    ):
         build_dataset("coco", root=tmp_path / "coco", split="val")
 
 
