@@ -115,6 +115,7 @@ class LabelTable:
             self.valid[src] = True
         if 0 <= ignore_index < 256:
             self.valid[ignore_index] = True
+        self._valid_u8 = self.valid.astype(np.uint8)
 
     def __call__(self, mask: np.ndarray, path: str | Path) -> np.ndarray:
         """Map a stored ``(H, W)`` mask; a value outside the table raises ``BadSampleError`` naming ``path``."""
@@ -125,14 +126,16 @@ class LabelTable:
             if top > 255 or int(mask.min()) < 0:
                 raise BadSampleError(f"{path}: label value {top} is neither a class nor ignore_index")
             mask = mask.astype(np.uint8)
-        valid = self.valid[mask]
-        if not valid.all():
+        # cv2.LUT is several times faster than numpy fancy indexing on uint8 images.
+        mask = np.ascontiguousarray(mask)
+        if cv2.LUT(mask, self._valid_u8).min() == 0:
+            valid = self.valid[mask]
             bad = np.unique(mask[~valid])[:8].tolist()
             raise BadSampleError(
                 f"{path}: label values {bad} are neither a class in [0, {self.num_classes}) nor ignore_index "
                 f"{self.ignore_index}"
             )
-        return self.lut[mask]
+        return cv2.LUT(mask, self.lut)
 
 
 def rgb_to_index(rgb: np.ndarray, colours: np.ndarray, indices: Sequence[int], ignore_index: int = 255) -> np.ndarray:
