@@ -113,6 +113,18 @@ class _COCOBase(FileDataset):
             self.anns[a["image_id"]].append(a)
         return data
 
+    def _check_images(self) -> None:
+        """Every listed image file must exist (checked at construction; "skip" drops and reports missing ones)."""
+        missing = [img for img in self.items if not (self.image_dir / img["file_name"]).is_file()]
+        for img in missing:
+            reason = f"{self.image_dir / img['file_name']}: image listed in {self.ann_path} does not exist"
+            if self.on_bad_sample == "raise":
+                raise BadSampleError(reason)
+            self.bad_samples.update([(str(self.image_dir / img["file_name"]), reason)])
+        if missing:
+            gone = {id(img) for img in missing}
+            self.items = [img for img in self.items if id(img) not in gone]
+
     def item_path(self, index: int) -> str:
         return str(self.image_dir / self.items[index]["file_name"])
 
@@ -169,6 +181,7 @@ class COCODataset(_COCOBase):
         self.class_names = ("background",) + tuple(c["name"] for c in cats)
         self.palette = default_palette(self.num_classes)
         self.items = [img for img in data["images"] if not (drop_empty and not self.anns[img["id"]])]
+        self._check_images()
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         img, image = self._read(index)
@@ -235,6 +248,7 @@ class COCOSemanticDataset(_COCOBase):
         for img_id, anns in self.anns.items():
             self.anns[img_id] = [a for a in anns if a["category_id"] in self.cat_to_label]
         self.items = [img for img in data["images"] if not (drop_empty and not self.anns[img["id"]])]
+        self._check_images()
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray | None, None]:
         img, image = self._read(index)

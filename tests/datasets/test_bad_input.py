@@ -152,3 +152,14 @@ def test_worker_error_names_the_sample(tmp_path, layouts):
     with pytest.raises(BadSampleError) as e:
         list(loader)
     assert _named(e, bad) and "sample 2" in str(e.value)
+
+
+def test_coco_image_listed_but_missing(tmp_path, layouts):
+    layouts.write_coco(tmp_path)
+    gone = tmp_path / "val2017" / "000000000285.jpg"
+    gone.unlink()
+    with pytest.raises(BadSampleError) as e:
+        build_dataset("coco", root=tmp_path, split="val")
+    assert _named(e, gone) and "does not exist" in str(e.value)
+    ds = build_dataset("coco_semantic", root=tmp_path, split="val", on_bad_sample="skip")
+    assert len(ds) == 2 and str(gone) in ds.bad_samples.reasons
