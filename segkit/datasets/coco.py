@@ -146,7 +146,8 @@ class COCODataset(_COCOBase):
 
     Targets hold every annotation (polygons and RLE); ``iscrowd`` is kept as a flag; boxes are the
     annotations' ``bbox`` as xyxy clipped to the image, and degenerate ones (no width or height)
-    are dropped with their masks, as torchvision's reference scripts do. Category ids are mapped to
+    are dropped with their masks, as torchvision's reference scripts do (so are annotations whose
+    mask rasterises to no pixel). ``area`` is the mask's pixel count. Category ids are mapped to
     contiguous labels ``1..K`` in id order (0 = background; names in ``class_names``).
 
     Args:

@@ -42,7 +42,15 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     data = _read_bytes(path)
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
-        raise BadSampleError(f"{path}: truncated JPEG (no end-of-image marker)")
+        # No end-of-image marker near the end: truncated, or a trailer after it (some cameras add one).
+        # PIL tells them apart: it raises on a truncated stream.
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except OSError as exc:
+            raise BadSampleError(f"{path}: truncated or corrupt JPEG ({exc})") from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise BadSampleError(f"{path}: corrupt or unsupported image file (could not decode)")

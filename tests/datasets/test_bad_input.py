@@ -163,3 +163,12 @@ def test_coco_image_listed_but_missing(tmp_path, layouts):
     assert _named(e, gone) and "does not exist" in str(e.value)
     ds = build_dataset("coco_semantic", root=tmp_path, split="val", on_bad_sample="skip")
     assert len(ds) == 2 and str(gone) in ds.bad_samples.reasons
+
+
+def test_jpeg_with_trailer_after_end_marker_is_not_called_truncated(tmp_path, layouts):
+    layouts.write_folder(tmp_path)
+    path = tmp_path / "images" / "img_1.jpg"
+    clean = np.asarray(Image.open(path).convert("RGB"))
+    path.write_bytes(path.read_bytes() + b"TRAILER" * 40)
+    ds = build_dataset("folder", root=tmp_path, num_classes=4)
+    assert np.array_equal(ds.load_raw(1)[0], clean)
