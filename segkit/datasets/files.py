@@ -342,13 +342,11 @@ def instance_sample(
     else:
         masks = [np.asarray(m) == 1 for m in masks]
     keep = [i for i, m in enumerate(masks) if m.any()] if boxes is None else list(range(len(masks)))
-    if not masks:
+    masks_k, labels_k = [masks[i] for i in keep], [labels[i] for i in keep]
+    if not masks_k:
+        # No instance (none annotated, or all left the crop): an all-zero mask keeps the (0, H, W) shape.
         h, w = np.asarray(image).shape[:2] if not isinstance(image, torch.Tensor) else image.shape[-2:]
-        masks_k: list[np.ndarray] = [np.zeros((h, w), bool)]
-        labels_k: list[int] = [0]
-        keep = []
-    else:
-        masks_k, labels_k = [masks[i] for i in keep], [labels[i] for i in keep]
+        masks_k, labels_k = [np.zeros((h, w), bool)], [0]
     target = instance_target(masks_k, labels_k, image_id)
     if boxes is not None and keep:
         # instance_target drops empty masks; given boxes are kept only where masks are not empty.

@@ -64,3 +64,11 @@ def test_semantic_preset_on_a_file_dataset(tmp_path, layouts):
     assert s["image"].shape == (3, 48, 48) and s["mask"].shape == (48, 48)
     raw = ds.load_raw(0)[1]
     assert int((s["mask"] != 255).sum()) == int((raw != 255).sum())
+
+
+def test_crop_that_leaves_no_instance_gives_empty_target_of_the_crop_size(tmp_path, layouts):
+    layouts.write_cityscapes(tmp_path)
+    crop = A.Compose([A.Crop(x_min=10, y_min=20, x_max=18, y_max=24)])  # a strip with no instance
+    t = build_dataset("cityscapes", root=tmp_path, task="instance", transforms=crop)[0]["target"]
+    assert t["masks"].shape == (0, 4, 8) and t["boxes"].shape == (0, 4) and t["labels"].numel() == 0
+    assert t["iscrowd"].numel() == 0 and t["area"].numel() == 0
