@@ -51,7 +51,8 @@ def read_image(path: str | Path) -> np.ndarray:
                 return np.asarray(im.convert("RGB"))
         except OSError as exc:
             raise BadSampleError(f"{path}: truncated or corrupt JPEG ({exc})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    # Labels are drawn on the stored pixels: never rotate by EXIF orientation (PIL and pycocotools do not).
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise BadSampleError(f"{path}: corrupt or unsupported image file (could not decode)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

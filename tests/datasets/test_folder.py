@@ -37,3 +37,16 @@ def test_rgb_masks_through_palette(tmp_path, layouts):
     ds = build_dataset("folder", root=tmp_path, palette=palette.tolist())
     assert ds.num_classes == 3
     assert torch.equal(ds[0]["mask"], torch.from_numpy(np.array([0, 1, 2, 255])[code]))
+
+
+def test_exif_orientation_is_ignored_so_labels_stay_aligned(tmp_path, layouts):
+    layouts.write_folder(tmp_path, n=1)
+    path = tmp_path / "images" / "img_0.jpg"
+    im = Image.fromarray(layouts.rand_image(np.random.default_rng(2)))
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90": a viewer would turn it, but the mask is drawn on the stored pixels
+    (tmp_path / "images" / "img_0.png").unlink()
+    im.save(path, exif=exif)
+    ds = build_dataset("folder", root=tmp_path, num_classes=4)
+    assert np.array_equal(ds.load_raw(0)[0], np.asarray(Image.open(path).convert("RGB")))
+    assert ds[0]["image"].shape == (3, 24, 32)
