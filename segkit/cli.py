@@ -1,4 +1,4 @@
-"""Command line: ``segkit train | evaluate | predict | list | runs export``."""
+"""Command line: ``segkit train | evaluate | predict | list | inspect | runs export``."""
 
 from __future__ import annotations
 
@@ -165,6 +165,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from segkit.datasets import build_dataset
+    from segkit.datasets.inspect import class_pixel_counts, format_counts
+
+    data = build_dataset(args.dataset, root=args.root, split=args.split)
+    print(f"segkit inspect: {args.dataset} at {args.root}, split {args.split}")
+    print(format_counts(data, *class_pixel_counts(data)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``segkit`` argument parser."""
     parser = argparse.ArgumentParser(prog="segkit", description="Train, evaluate and run segmentation models.")
@@ -205,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="TensorBoard log folder (default: runs/export/<run name>)")
     p.add_argument("--experiment", default="segkit", help="MLflow experiment name")
     p.set_defaults(func=_cmd_runs)
+    p = sub.add_parser("inspect", help="print per-class pixel counts and image count of a dataset split")
+    p.add_argument("--dataset", required=True, help="registered dataset name, e.g. camvid")
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--split", default="val")
+    p.set_defaults(func=_cmd_inspect)
     return parser
 
 

@@ -11,10 +11,19 @@ from segkit.registry import Registry
 DATASETS: Registry[Dataset] = Registry("datasets")
 
 # Each family module registers its datasets on import; import every one explicitly.
-from segkit.datasets import shapes  # noqa: E402,F401
+from segkit.datasets import camvid, cityscapes, coco, folder, shapes, voc  # noqa: E402,F401
 from segkit.datasets.base import SegmentationDataset, collate_instances, collate_semantic  # noqa: E402
+from segkit.datasets.files import BadSampleError, BadSampleLog  # noqa: E402
 
-__all__ = ["DATASETS", "SegmentationDataset", "build_dataset", "collate_instances", "collate_semantic"]
+__all__ = [
+    "BadSampleError",
+    "BadSampleLog",
+    "DATASETS",
+    "SegmentationDataset",
+    "build_dataset",
+    "collate_instances",
+    "collate_semantic",
+]
 
 
 def build_dataset(name: str | Dataset, **kwargs: Any) -> Dataset:

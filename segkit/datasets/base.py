@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,9 @@ def to_sample(
         image, mask = out["image"], out.get("mask", mask)
     sample: dict[str, Any] = {"image": _image_tensor(image), "path": path}
     if mask is not None:
-        sample["mask"] = torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
+        sample["mask"] = (
+            torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
+        )
     if target is not None:
         sample["target"] = target
     return sample
@@ -87,7 +90,9 @@ def _image_tensor(image: Any) -> torch.Tensor:
         return image.float()
     arr = np.asarray(image)
     if arr.dtype == np.uint8:
-        arr = (arr.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+        arr = (arr.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
+            IMAGENET_STD, np.float32
+        )
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
 
 
@@ -95,11 +100,12 @@ def collate_semantic(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack semantic samples: ``image`` ``(N, 3, H, W)``, ``mask`` ``(N, H, W)``, ``path`` list.
 
     Every other tensor key (e.g. a precomputed ``dist_map``) is stacked too; other values become lists.
-    The instance ``target`` is dropped (use ``collate_instances`` for the instance task).
+    The instance ``target`` is dropped (use ``collate_instances`` for the instance task). Files skipped
+    with ``on_bad_sample="skip"`` are gathered from every sample under ``bad_samples`` (see ``BadSampleLog``).
     """
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = _bad_samples(batch)
     for key, value in batch[0].items():
-        if key == "target":
+        if key in ("target", "bad_samples"):
             continue
         values = [b[key] for b in batch]
         out[key] = torch.stack(values) if isinstance(value, torch.Tensor) else values
@@ -112,7 +118,14 @@ def collate_instances(batch: list[dict[str, Any]]) -> dict[str, Any]:
         "image": [b["image"] for b in batch],
         "target": [b["target"] for b in batch],
         "path": [b["path"] for b in batch],
+        **_bad_samples(batch),
     }
     if "mask" in batch[0]:
         out["mask"] = torch.stack([b["mask"] for b in batch])
     return out
+
+
+def _bad_samples(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"bad_samples": [(path, reason), ...]}`` gathered from the samples, or ``{}`` if none were skipped."""
+    items = [item for b in batch for item in b.get("bad_samples", ())]
+    return {"bad_samples": items} if items else {}

@@ -1,4 +1,4 @@
-"""albumentations presets for training and evaluation (semantic task)."""
+"""albumentations presets for training and evaluation (semantic and instance tasks)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import albumentations as A  # noqa: E402
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
-__all__ = ["eval_transforms", "train_transforms"]
+__all__ = ["eval_transforms", "instance_eval_transforms", "instance_train_transforms", "train_transforms"]
 
 
 def train_transforms(
@@ -57,3 +57,36 @@ def eval_transforms(
         An ``A.Compose`` mapping ``image=HxWx3 uint8`` to float32 normalised, masks unchanged.
     """
     return A.Compose([A.Normalize(mean=mean, std=std)])
+
+
+def instance_train_transforms(
+    crop_size: int | tuple[int, int],
+    scale: tuple[float, float] = (0.5, 2.0),
+    hflip: float = 0.5,
+    color_jitter: float = 0.2,
+    ignore_index: int = 255,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> A.Compose:
+    """The ``train_transforms`` steps for instance datasets (``coco``, ``cityscapes`` with ``task="instance"``).
+
+    The segkit instance datasets pass the per-instance 0/1 masks through the same geometric steps as
+    the image, then recompute each box as the tight box of its transformed mask and drop instances
+    with no pixel left in the crop, so boxes, labels, masks, ``area`` and ``iscrowd`` stay
+    consistent. Padding fills masks with ``ignore_index``, which is not 1, so it never becomes part
+    of an instance. Only geometric steps that move masks with the image belong here.
+
+    Args:
+        crop_size, scale, hflip, color_jitter, ignore_index, mean, std: as for ``train_transforms``.
+
+    Returns:
+        An ``A.Compose`` called as ``t(image=..., mask=..., masks=[...])``.
+    """
+    return train_transforms(crop_size, scale, hflip, color_jitter, ignore_index, mean, std)
+
+
+def instance_eval_transforms(
+    mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD
+) -> A.Compose:
+    """Normalisation only, for instance datasets (masks and boxes unchanged)."""
+    return eval_transforms(mean, std)
