@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -197,13 +198,14 @@ class Predictor:
         """
         if self.task == "instance":
             raise ValueError("predict_logits: this predictor runs an instance model; use predict()")
-        fn = self._forward
+        fn: Callable[[torch.Tensor], torch.Tensor] = self._forward
         if self.window is not None:
             window = self.window
 
-            def fn(t: torch.Tensor) -> torch.Tensor:
+            def windowed(t: torch.Tensor) -> torch.Tensor:
                 return sliding_window(self._forward, t, window, self.overlap, self.weighting, self.batch_size)
 
+            fn = windowed
         if self.tta:
             return tta_logits(fn, x, self.flips, self.scales)
         return fn(x)
@@ -249,9 +251,7 @@ class Predictor:
         if self.tta or self.window is not None:
             raise ValueError("tta and window apply to semantic models; this predictor runs an instance model")
         threshold = self.min_confidence if min_confidence is None else float(min_confidence)
-        single = isinstance(image, (str, Path)) or (
-            isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 3
-        )
+        single = isinstance(image, (str, Path)) or (isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 3)
         if isinstance(image, torch.Tensor):
             batch = [image] if image.dim() == 3 else list(image)
             tensors = [t.float().to(self.device) for t in batch]

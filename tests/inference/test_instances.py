@@ -19,7 +19,9 @@ def maskrcnn():
     from torchvision.ops import MultiScaleRoIAlign
 
     torch.manual_seed(0)
-    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1))
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    )
     backbone.out_channels = 16
     model = MaskRCNN(
         backbone,
@@ -67,8 +69,9 @@ def test_maskrcnn_instances_are_filtered_by_score_and_have_the_original_size(mas
 def test_instances_label_map_puts_the_most_confident_on_top():
     masks = np.zeros((2, 4, 4), bool)
     masks[0, :2], masks[1, 1:3] = True, True
-    inst = Instances(np.zeros((2, 4), np.float32), np.array([1, 2]), np.array([0.9, 0.5], np.float32), masks,
-                     ["a", "b"], (4, 4))
+    inst = Instances(
+        np.zeros((2, 4), np.float32), np.array([1, 2]), np.array([0.9, 0.5], np.float32), masks, ["a", "b"], (4, 4)
+    )
     expected = np.array([[1] * 4, [1] * 4, [2] * 4, [0] * 4], np.uint8)
     np.testing.assert_array_equal(inst.to_label_map(), expected)
     assert len(inst.filter(0.6)) == 1 and inst.filter(0.0, classes=["b"]).names == ["b"]
