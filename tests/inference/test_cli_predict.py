@@ -26,18 +26,40 @@ def _write_images(folder, sizes):
 def test_predict_semantic_with_tta_and_window(tmp_path, capsys):
     cfg = {"name": "unet", "encoder": "resnet18", "decoder_channels": [16, 16, 8, 8, 8], "num_classes": 4}
     model = build_model(**cfg)
-    ckpt = save_checkpoint({"model": model.state_dict(), "config": {"model": cfg}, "num_classes": 4,
-                            "class_names": NAMES, "palette": PALETTE}, tmp_path / "best.pt")
+    ckpt = save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": {"model": cfg},
+            "num_classes": 4,
+            "class_names": NAMES,
+            "palette": PALETTE,
+        },
+        tmp_path / "best.pt",
+    )
     _write_images(tmp_path / "images", [(40, 56), (24, 24)])
-    args = ["predict", "--checkpoint", str(ckpt), str(tmp_path / "images"), "--out", str(tmp_path / "out"),
-            "--tta", "--window", "32", "--device", "cpu", "--quiet"]
+    args = [
+        "predict",
+        "--checkpoint",
+        str(ckpt),
+        str(tmp_path / "images"),
+        "--out",
+        str(tmp_path / "out"),
+        "--tta",
+        "--window",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and "wrote 2 overlays" in captured.out
     mask = Image.open(tmp_path / "out" / "img0_mask.png")
     assert mask.mode == "P" and mask.size == (56, 40)
     assert mask.getpalette()[:12] == sum(PALETTE, [])
-    expected = Predictor.from_checkpoint(ckpt, device="cpu", tta=True, window=32).predict(tmp_path / "images" / "img0.png")
+    expected = Predictor.from_checkpoint(ckpt, device="cpu", tta=True, window=32).predict(
+        tmp_path / "images" / "img0.png"
+    )
     np.testing.assert_array_equal(np.asarray(mask), expected)
     assert Image.open(tmp_path / "out" / "img1_overlay.png").size == (24, 24)
 
@@ -49,13 +71,22 @@ def _tiny_maskrcnn(num_classes: int = 4):
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.ops import MultiScaleRoIAlign
 
-    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1))
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    )
     backbone.out_channels = 16
     return MaskRCNN(
-        backbone, num_classes=num_classes, min_size=64, max_size=64, box_score_thresh=0.0, box_detections_per_img=10,
-        rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
+        backbone,
+        num_classes=num_classes,
+        min_size=64,
+        max_size=64,
+        box_score_thresh=0.0,
+        box_detections_per_img=10,
+        rpn_pre_nms_top_n_test=50,
+        rpn_post_nms_top_n_test=20,
         rpn_anchor_generator=AnchorGenerator(((8, 16, 32),), ((0.5, 1.0, 2.0),)),
-        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2), mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
     )
 
 
@@ -64,8 +95,16 @@ def test_predict_instances_respects_min_confidence(tmp_path, capsys):
         MODELS.register("_test_tiny_maskrcnn")(_tiny_maskrcnn)
     torch.manual_seed(0)
     model = _tiny_maskrcnn()
-    ckpt = save_checkpoint({"model": model.state_dict(), "config": {"model": {"name": "_test_tiny_maskrcnn"}},
-                            "num_classes": 4, "class_names": NAMES, "palette": PALETTE}, tmp_path / "best.pt")
+    ckpt = save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": {"model": {"name": "_test_tiny_maskrcnn"}},
+            "num_classes": 4,
+            "class_names": NAMES,
+            "palette": PALETTE,
+        },
+        tmp_path / "best.pt",
+    )
     _write_images(tmp_path / "images", [(48, 64)])
     base = ["predict", "--checkpoint", str(ckpt), str(tmp_path / "images"), "--device", "cpu", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "all"), "--min-confidence", "0"]) == 0

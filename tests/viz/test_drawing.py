@@ -16,8 +16,14 @@ def _instances() -> Instances:
     masks[1, 20:30, 30:50] = True
     masks[2, 25:35, 2:12] = True
     boxes = np.array([[5, 5, 20, 15], [30, 20, 50, 30], [2, 25, 12, 35]], np.float32)
-    return Instances(boxes, np.array([1, 2, 3]), np.array([0.9, 0.4, 0.8], np.float32), masks,
-                     [NAMES[i] for i in (1, 2, 3)], (40, 60))
+    return Instances(
+        boxes,
+        np.array([1, 2, 3]),
+        np.array([0.9, 0.4, 0.8], np.float32),
+        masks,
+        [NAMES[i] for i in (1, 2, 3)],
+        (40, 60),
+    )
 
 
 def test_figure_mode_draws_one_box_and_one_caption_per_kept_instance():
@@ -49,8 +55,12 @@ def test_array_mode_fills_outlines_and_boxes_each_instance_in_its_colour():
 
 def test_a_torchvision_style_dict_is_accepted():
     inst = _instances()
-    d = {"boxes": torch.tensor(inst.boxes), "labels": torch.tensor(inst.labels), "scores": torch.tensor(inst.scores),
-         "masks": torch.tensor(inst.masks[:, None].astype(np.float32))}
+    d = {
+        "boxes": torch.tensor(inst.boxes),
+        "labels": torch.tensor(inst.labels),
+        "scores": torch.tensor(inst.scores),
+        "masks": torch.tensor(inst.masks[:, None].astype(np.float32)),
+    }
     fig = draw_instances(np.zeros((40, 60, 3), np.uint8), d, NAMES, min_score=0.5, figure=True)
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["circle 0.90", "triangle 0.80"]
 

@@ -41,8 +41,10 @@ def test_confusion_plot_is_row_normalised_with_blank_empty_rows():
 
 def test_curves_plot_step_and_epoch_series(tmp_path):
     rows = [{"step": s, "train/loss": 1.0 / s, "train/lr": 0.1} for s in range(1, 6)]
-    rows += [{"step": 5, "train/loss": 0.4, "val/miou": 0.3, "val/pixel_accuracy": 0.8, "epoch": 0},
-             {"step": 10, "train/loss": 0.2, "val/miou": None, "val/pixel_accuracy": 0.9, "epoch": 1}]
+    rows += [
+        {"step": 5, "train/loss": 0.4, "val/miou": 0.3, "val/pixel_accuracy": 0.8, "epoch": 0},
+        {"step": 10, "train/loss": 0.2, "val/miou": None, "val/pixel_accuracy": 0.9, "epoch": 1},
+    ]
     path = tmp_path / "metrics.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     fig = plot_curves(path)
@@ -62,13 +64,23 @@ def tiny_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run")
     model = {"name": "unet", "encoder": "resnet18", "decoder_channels": [16, 16, 8, 8, 8], "num_classes": 4}
-    data = {"name": "shapes", "image_size": 32, "num_classes": 4,
-            "train": {"split": "train", "num_images": 8}, "val": {"split": "val", "num_images": 6}}
+    data = {
+        "name": "shapes",
+        "image_size": 32,
+        "num_classes": 4,
+        "train": {"split": "train", "num_images": 8},
+        "val": {"split": "val", "num_images": 6},
+    }
     trainer = Trainer(
-        model, "ce",
+        model,
+        "ce",
         build_dataset("shapes", split="train", num_images=8, image_size=32),
         build_dataset("shapes", split="val", num_images=6, image_size=32),
-        epochs=1, batch_size=8, log_every=1, out_dir=out, device="cpu",
+        epochs=1,
+        batch_size=8,
+        log_every=1,
+        out_dir=out,
+        device="cpu",
         config={"model": model, "data": data, "loss": {"name": "ce"}},
     )
     trainer.fit()
