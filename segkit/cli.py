@@ -121,7 +121,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raw = Image.fromarray(mask.astype(np.uint8), mode="P")
         raw.putpalette(flat_palette)
         raw.save(out / f"{path.stem}_mask.png")
-    print(f"segkit predict: wrote {len(paths) - failed} overlays and masks to {out}" + (f" ({failed} skipped)" if failed else ""))
+    print(
+        f"segkit predict: wrote {len(paths) - failed} overlays and masks to {out}"
+        + (f" ({failed} skipped)" if failed else "")
+    )
     return 1 if failed == len(paths) else 0
 
 
@@ -129,7 +132,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from segkit.viz.report import write_report
 
     paths = write_report(
-        args.run_dir, args.out, checkpoint=args.checkpoint, num_worst=args.num_worst, max_images=args.max_images, device=args.device
+        args.run_dir,
+        args.out,
+        checkpoint=args.checkpoint,
+        num_worst=args.num_worst,
+        max_images=args.max_images,
+        device=args.device,
     )
     for p in paths:
         print(p)
