@@ -36,7 +36,7 @@ def test_predict_semantic_with_tta_and_window(tmp_path, capsys):
         },
         tmp_path / "best.pt",
     )
-    _write_images(tmp_path / "images", [(40, 56), (24, 24)])
+    _write_images(tmp_path / "images", [(40, 56), (20, 24)])
     args = [
         "predict",
         "--checkpoint",

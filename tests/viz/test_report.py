@@ -69,13 +69,13 @@ def tiny_run(tmp_path_factory):
         "image_size": 32,
         "num_classes": 4,
         "train": {"split": "train", "num_images": 8},
-        "val": {"split": "val", "num_images": 6},
+        "val": {"split": "val", "num_images": 4},
     }
     trainer = Trainer(
         model,
         "ce",
         build_dataset("shapes", split="train", num_images=8, image_size=32),
-        build_dataset("shapes", split="val", num_images=6, image_size=32),
+        build_dataset("shapes", split="val", num_images=4, image_size=32),
         epochs=1,
         batch_size=8,
         log_every=1,
@@ -109,12 +109,12 @@ def test_worst_images_are_the_lowest_per_image_miou(tiny_run):
     assert len(worst) == 2 and worst[0][0] <= worst[1][0]
     # independent recomputation: predict the whole val set in one batch and rank by per-image mIoU
     pred = result["predictor"]
-    ds = build_dataset("shapes", split="val", num_images=6, image_size=32)
+    ds = build_dataset("shapes", split="val", num_images=4, image_size=32)
     samples = [ds[i] for i in range(len(ds))]
     p = pred.predict(torch.stack([s["image"] for s in samples]))
     scores = per_image_miou(p, torch.stack([s["mask"] for s in samples]), 4).tolist()
     np.testing.assert_allclose([w[0] for w in worst], sorted(scores)[:2], rtol=1e-6)
-    assert result["confusion"].mat.sum().item() == 6 * 32 * 32
+    assert result["confusion"].mat.sum().item() == 4 * 32 * 32
     fig = plot_worst(worst, pred.palette, pred.class_names)
     assert len(fig.axes) == 6
 
