@@ -127,3 +127,14 @@ def test_bad_inputs_raise_clear_errors():
         Predictor(_conv(1), device="cpu", overlap=1.0)
     with pytest.raises(FileNotFoundError, match="nope.png"):
         pred.predict("nope.png")
+
+
+def test_gaussian_window_weights_match_scipy():
+    from scipy.signal.windows import gaussian
+
+    from segkit.inference import window_weights
+
+    w = window_weights(16, 24, "gaussian").numpy()
+    ref = np.outer(gaussian(16, std=0.125 * 16), gaussian(24, std=0.125 * 24))
+    np.testing.assert_allclose(w, np.maximum(ref / ref.max(), 1e-3), rtol=1e-5)
+    assert (window_weights(5, 7, "uniform") == 1).all()
