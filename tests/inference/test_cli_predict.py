@@ -61,7 +61,7 @@ def test_predict_semantic_with_tta_and_window(tmp_path, capsys):
         tmp_path / "images" / "img0.png"
     )
     np.testing.assert_array_equal(np.asarray(mask), expected)
-    assert Image.open(tmp_path / "out" / "img1_overlay.png").size == (24, 24)
+    assert Image.open(tmp_path / "out" / "img1_overlay.png").size == (24, 20)
 
 
 def _tiny_maskrcnn(num_classes: int = 4):
