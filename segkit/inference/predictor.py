@@ -256,12 +256,7 @@ class Predictor:
             batch = [image] if image.dim() == 3 else list(image)
             tensors = [t.float().to(self.device) for t in batch]
         else:
-            if single:
-                items: list[Any] = [image]
-            elif isinstance(image, np.ndarray):
-                items = list(image)
-            else:
-                items = list(image)
+            items: list[Any] = [image] if single else list(image)
             arrays = [_as_rgb(read_image(p) if isinstance(p, (str, Path)) else p) for p in items]
             tensors = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(255).to(self.device) for a in arrays]
         out: list[Instances] = []
