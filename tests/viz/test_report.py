@@ -124,3 +124,24 @@ def test_report_on_a_missing_folder_exits_2(tmp_path, capsys):
 
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_report_figures_go_to_trackers_and_curves_need_only_metrics(tmp_path):
+    from segkit.viz import write_report
+
+    class Recorder:
+        def __init__(self):
+            self.images = {}
+
+        def log_images(self, images, step):
+            self.images.update(images)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "train/loss": 1.0}\n{"step": 1, "train/loss": 0.9, "epoch": 0}\n')
+    rec = Recorder()
+    paths = write_report(run, trackers=[rec])
+    assert [p.name for p in paths] == ["curves.png"] and paths[0].parent == run / "report"
+    picture = rec.images["report/curves"]
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+    assert picture.std() > 0  # something was drawn
