@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from segkit.datasets import DATASETS, build_dataset  # noqa: E402
 from segkit.engine import Trainer  # noqa: E402
+from segkit.inference import Predictor  # noqa: E402
 from segkit.losses import LOSSES, build_loss  # noqa: E402
 from segkit.models import MODELS, build_model  # noqa: E402
 
@@ -17,6 +18,7 @@ __all__ = [
     "DATASETS",
     "LOSSES",
     "MODELS",
+    "Predictor",
     "Trainer",
     "__version__",
     "build_dataset",

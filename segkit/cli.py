@@ -1,4 +1,4 @@
-"""Command line: ``segkit train | evaluate | predict | list | inspect | runs export``."""
+"""Command line: ``segkit train | evaluate | predict | report | list | inspect | runs export``."""
 
 from __future__ import annotations
 
@@ -70,13 +70,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
     import numpy as np
     from PIL import Image
+    from tqdm import tqdm
 
     from segkit.inference import Predictor, read_image
-    from segkit.viz import overlay_mask
+    from segkit.viz import draw_instances, overlay_mask
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint,
+        device=args.device,
+        window=args.window,
+        overlap=args.overlap,
+        tta=args.tta,
+        min_confidence=args.min_confidence,
+    )
     paths: list[Path] = []
     for item in args.images:
         p = Path(item)
@@ -90,21 +100,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     palette = predictor.palette if predictor.palette is not None else _fallback_palette()
+    flat_palette = np.asarray(palette, dtype=np.uint8).reshape(-1).tolist()
     failed = 0
-    for path in paths:
+    for path in tqdm(paths, desc="segkit predict", unit="image", disable=args.quiet):
         try:
             image = read_image(path)
         except (OSError, ValueError) as exc:
             failed += 1
-            print(f"segkit predict: skipped {path}: {exc}", file=sys.stderr)
+            tqdm.write(f"segkit predict: skipped {path}: {exc}", file=sys.stderr)
             continue
-        mask = np.asarray(predictor.predict(image))
-        Image.fromarray(overlay_mask(image, mask, palette, alpha=args.alpha)).save(out / f"{path.stem}_overlay.png")
+        result = predictor.predict(image)
+        if predictor.task == "instance":
+            overlay = draw_instances(image, result, alpha=args.alpha)
+            mask = result.to_label_map()
+            (out / f"{path.stem}_instances.json").write_text(json.dumps(result.to_dict(), indent=1))
+        else:
+            mask = np.asarray(result)
+            overlay = overlay_mask(image, mask, palette, alpha=args.alpha)
+        Image.fromarray(overlay).save(out / f"{path.stem}_overlay.png")
         raw = Image.fromarray(mask.astype(np.uint8), mode="P")
-        raw.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
+        raw.putpalette(flat_palette)
         raw.save(out / f"{path.stem}_mask.png")
-    print(f"segkit predict: wrote {len(paths) - failed} overlays and masks to {out}" + (f" ({failed} skipped)" if failed else ""))
+    print(
+        f"segkit predict: wrote {len(paths) - failed} overlays and masks to {out}"
+        + (f" ({failed} skipped)" if failed else "")
+    )
     return 1 if failed == len(paths) else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from segkit.viz.report import write_report
+
+    paths = write_report(
+        args.run_dir,
+        args.out,
+        checkpoint=args.checkpoint,
+        num_worst=args.num_worst,
+        max_images=args.max_images,
+        device=args.device,
+    )
+    for p in paths:
+        print(p)
+    return 0
 
 
 def _fallback_palette():  # type: ignore[no-untyped-def]
@@ -198,7 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--device", default="auto")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="instance models: drop detections below")
+    p.add_argument("--tta", action="store_true", help="average over a left-right flip (semantic models)")
+    p.add_argument("--window", type=int, default=None, help="sliding-window side in pixels for large images")
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap fraction")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("report", help="write curves, confusion matrix and worst images of a run as PNGs")
+    p.add_argument("run_dir", help="the run folder (metrics.jsonl, best.pt, config.yaml)")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file name in RUN_DIR")
+    p.add_argument("--num-worst", type=int, default=6, help="rows of the worst-images grid")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many validation images")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("list", help="list registered models, losses, datasets or trackers")
     p.add_argument("what", nargs="?", choices=["models", "losses", "datasets", "trackers"])

@@ -1,0 +1,268 @@
+"""``Predictor``: load a checkpoint and turn images (paths, arrays, tensors) into masks or instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
+from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+from segkit.inference.instances import Instances, is_detection_model
+from segkit.inference.window import sliding_window, tta_logits
+from segkit.models import build_model
+
+__all__ = ["Predictor", "read_image"]
+
+ImageLike = str | Path | np.ndarray | torch.Tensor
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable image (truncated, corrupt); the message names it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+
+
+def _as_rgb(image: Any) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"predict: expected an (H, W, 3) RGB image, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"predict: expected a uint8 image array, got {arr.dtype} (pass floats as a tensor)")
+    return arr
+
+
+class Predictor:
+    """Run a segmentation model on images of any size and return results at the original size.
+
+    Semantic models (logits ``(N, C, H, W)``) give class-index masks; torchvision detectors
+    (Mask R-CNN, Faster R-CNN, ... in eval mode) or models with ``task = "instance"`` give
+    ``Instances`` (boxes, labels, names, scores, masks) filtered by ``min_confidence``.
+
+    Args:
+        model: the network.
+        class_names: names per class index (default: ``model.class_names`` if present).
+        palette: ``(C, 3)`` uint8 colours.
+        device: "auto", "cpu", "cuda", ...
+        mean, std: normalisation used in training (RGB, [0, 1] units); semantic models only
+            (torchvision detectors normalise inside).
+        window: sliding-window side (or ``(h, w)``) for large images; None = whole image at once.
+        overlap: fraction shared by neighbouring windows, in [0, 1).
+        weighting: "gaussian" or "uniform" blending of overlapping window logits.
+        tta: average the logits over flips and ``scales`` (semantic models).
+        flips: flips used by TTA: "h" (left-right), "v" (up-down).
+        scales: resize factors used by TTA.
+        min_confidence: instances scoring below are dropped.
+        batch_size: images (or windows) per forward pass.
+
+    Example:
+        >>> predictor = Predictor.from_checkpoint("runs/shapes_unet/best.pt", window=512, tta=True)
+        >>> mask = predictor.predict("photo.jpg")            # (H, W) int64
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str] | None = None,
+        palette: np.ndarray | Sequence[Sequence[int]] | None = None,
+        device: str | torch.device = "auto",
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        *,
+        window: int | Sequence[int] | None = None,
+        overlap: float = 0.25,
+        weighting: str = "gaussian",
+        tta: bool = False,
+        flips: Sequence[str] = ("h",),
+        scales: Sequence[float] = (1.0,),
+        min_confidence: float = 0.5,
+        batch_size: int = 4,
+    ) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap: expected a fraction in [0, 1), got {overlap}")
+        if weighting not in ("gaussian", "uniform"):
+            raise ValueError(f"weighting: expected 'gaussian' or 'uniform', got {weighting!r}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.task = "instance" if is_detection_model(model) else "semantic"
+        names = class_names if class_names is not None else getattr(model, "class_names", None)
+        self.class_names = list(names) if names is not None else None
+        self.palette = None if palette is None else np.asarray(palette, dtype=np.uint8)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.window = window
+        self.overlap = float(overlap)
+        self.weighting = weighting
+        self.tta = bool(tta)
+        self.flips = tuple(flips)
+        self.scales = tuple(float(s) for s in scales)
+        self.min_confidence = float(min_confidence)
+        self.batch_size = max(1, int(batch_size))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
+        """Rebuild the model saved by the Trainer (its config is inside the checkpoint) and load it.
+
+        Args:
+            path: a checkpoint written by the Trainer (``best.pt`` / ``last.pt``).
+            device: where to run.
+            **kwargs: other ``Predictor`` options (``window``, ``tta``, ``min_confidence``, ...).
+
+        Raises:
+            CheckpointError: unreadable file, no model config inside, or weights that do not fit.
+        """
+        ckpt = load_checkpoint(path)
+        cfg = ckpt.get("config") or {}
+        model_cfg = dict(cfg.get("model") or {})
+        if "name" not in model_cfg:
+            raise CheckpointError(
+                f"{path}: no model config inside (a plain state dict?); build the model yourself and use "
+                f"Predictor(model) after loading the weights"
+            )
+        name = model_cfg.pop("name")
+        if model_cfg.get("num_classes") is None:
+            model_cfg["num_classes"] = ckpt.get("num_classes")
+        model = build_model(name, **model_cfg)
+        load_state_dict_checked(model, ckpt["model"], source=str(path))
+        return cls(model, ckpt.get("class_names"), ckpt.get("palette"), device=device, **kwargs)
+
+    # ----------------------------------------------------------------- public API
+    @torch.no_grad()
+    def predict(
+        self,
+        image: ImageLike | Sequence[ImageLike],
+        *,
+        min_confidence: float | None = None,
+        classes: Sequence[str | int] | None = None,
+    ) -> Any:
+        """Predict one image or a batch.
+
+        Args:
+            image: a file path; an ``(H, W, 3)`` uint8 array; an ``(N, H, W, 3)`` uint8 array; a list
+                of paths/arrays (sizes may differ); or a float tensor ``(N, 3, H, W)`` / ``(3, H, W)``
+                (semantic: normalised like the training data; instance: RGB in [0, 1], as torchvision expects).
+            min_confidence: instances only; overrides the predictor's threshold for this call.
+            classes: instances only; keep only these labels or names.
+
+        Returns:
+            Semantic: ``(H, W)`` int64 array per image (a list for a list, ``(N, H, W)`` for a 4-D array,
+            an int64 tensor for a tensor). Instance: ``Instances`` per image (a list for a batch).
+
+        Shape:
+            Outputs always have the input's height and width.
+        """
+        if self.task == "instance":
+            return self._predict_instances(image, min_confidence, classes)
+        if isinstance(image, torch.Tensor):
+            x = image[None] if image.dim() == 3 else image
+            pred = self.predict_logits(x.to(self.device)).argmax(1)
+            return pred[0] if image.dim() == 3 else pred
+        if isinstance(image, (str, Path)):
+            image = read_image(image)
+        if isinstance(image, np.ndarray) and image.ndim == 4:
+            return np.stack(self._predict_arrays(list(image)))
+        if isinstance(image, (list, tuple)):
+            arrays = [read_image(p) if isinstance(p, (str, Path)) else p for p in image]
+            return self._predict_arrays(arrays)
+        return self._predict_arrays([image])[0]
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, C, H, W)`` at the input size for normalised images ``(N, 3, H, W)``.
+
+        Applies the sliding window (``window``) and test-time augmentation (``tta``) when set.
+        """
+        if self.task == "instance":
+            raise ValueError("predict_logits: this predictor runs an instance model; use predict()")
+        fn: Callable[[torch.Tensor], torch.Tensor] = self._forward
+        if self.window is not None:
+            window = self.window
+
+            def windowed(t: torch.Tensor) -> torch.Tensor:
+                return sliding_window(self._forward, t, window, self.overlap, self.weighting, self.batch_size)
+
+            fn = windowed
+        if self.tta:
+            return tta_logits(fn, x, self.flips, self.scales)
+        return fn(x)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 -> normalised ``(1, 3, H, W)`` float32 on the device."""
+        x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
+        return ((x - self.mean) / self.std).to(self.device)
+
+    def __call__(self, image: Any, **kwargs: Any) -> Any:
+        return self.predict(image, **kwargs)
+
+    # ----------------------------------------------------------------- internals
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if isinstance(out, dict):  # torchvision segmentation models: {"out": ..., "aux": ...}
+            out = out["out"]
+        elif isinstance(out, (tuple, list)):  # aux heads / edge streams: the logits come first
+            out = out[0]
+        if out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
+
+    def _predict_arrays(self, arrays: list[Any]) -> list[np.ndarray]:
+        rgb = [_as_rgb(a) for a in arrays]
+        results: list[np.ndarray | None] = [None] * len(rgb)
+        # Same-sized images share forward passes; the others go one by one.
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, a in enumerate(rgb):
+            by_size.setdefault((a.shape[0], a.shape[1]), []).append(i)
+        for idx in by_size.values():
+            for j in range(0, len(idx), self.batch_size):
+                chunk = idx[j : j + self.batch_size]
+                x = torch.cat([self.preprocess(rgb[k]) for k in chunk])
+                pred = self.predict_logits(x).argmax(1).cpu().numpy()
+                for k, p in zip(chunk, pred):
+                    results[k] = p
+        return [r for r in results if r is not None]
+
+    def _predict_instances(
+        self, image: Any, min_confidence: float | None, classes: Sequence[str | int] | None
+    ) -> Instances | list[Instances]:
+        if self.tta or self.window is not None:
+            raise ValueError("tta and window apply to semantic models; this predictor runs an instance model")
+        threshold = self.min_confidence if min_confidence is None else float(min_confidence)
+        single = isinstance(image, (str, Path)) or (isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 3)
+        if isinstance(image, torch.Tensor):
+            batch = [image] if image.dim() == 3 else list(image)
+            tensors = [t.float().to(self.device) for t in batch]
+        else:
+            items: list[Any] = [image] if single else list(image)
+            arrays = [_as_rgb(read_image(p) if isinstance(p, (str, Path)) else p) for p in items]
+            tensors = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(255).to(self.device) for a in arrays]
+        out: list[Instances] = []
+        for j in range(0, len(tensors), self.batch_size):
+            chunk = tensors[j : j + self.batch_size]
+            for t, det in zip(chunk, self.model(chunk)):
+                inst = Instances.from_torchvision(det, (t.shape[-2], t.shape[-1]), self.class_names)
+                out.append(inst.filter(threshold, classes))
+        return out[0] if single else out
