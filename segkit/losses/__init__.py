@@ -12,6 +12,11 @@ LOSSES: Registry[nn.Module] = Registry("losses")
 
 # Each family module registers its losses on import; import every one explicitly.
 from segkit.losses import cross_entropy  # noqa: E402,F401
+from segkit.losses import distance  # noqa: E402,F401
+from segkit.losses import focal  # noqa: E402,F401
+from segkit.losses import iou_balanced  # noqa: E402,F401
+from segkit.losses import lovasz  # noqa: E402,F401
+from segkit.losses import region  # noqa: E402,F401
 from segkit.losses.combined import CombinedLoss  # noqa: E402
 
 __all__ = ["LOSSES", "CombinedLoss", "build_loss"]
