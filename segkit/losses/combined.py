@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -25,11 +25,13 @@ class CombinedLoss(nn.Module):
         self.terms = nn.ModuleDict(dict(terms))
         self.weights = dict(weights)
 
-    def forward_terms(self, logits: torch.Tensor, target: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    def forward_terms(
+        self, logits: torch.Tensor, target: torch.Tensor, **kwargs: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Return each weighted term by name (their sum is ``forward``'s value)."""
         return {name: self.weights[name] * loss(logits, target, **kwargs) for name, loss in self.terms.items()}
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         """Return the weighted sum, a scalar tensor."""
         return torch.stack(list(self.forward_terms(logits, target, **kwargs).values())).sum()
 

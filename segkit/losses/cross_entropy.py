@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -28,6 +28,8 @@ class CrossEntropyLoss(nn.Module):
     Shape:
         logits ``(N, C, H, W)`` float, target ``(N, H, W)`` int64 -> scalar.
     """
+
+    weight: torch.Tensor | None
 
     def __init__(
         self, weight: Sequence[float] | None = None, ignore_index: int = 255, label_smoothing: float = 0.0
@@ -59,6 +61,8 @@ class WeightedCrossEntropyLoss(nn.Module):
         logits ``(N, C, H, W)``, target ``(N, H, W)`` int64; binary logits ``(N, 1, H, W)``, target
         ``(N, 1, H, W)`` or ``(N, H, W)`` in {0, 1} -> scalar.
     """
+
+    weight: torch.Tensor | None
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,12 @@ class HausdorffDTLoss(nn.Module):
     ) -> None:
         super().__init__()
         _check_mode(mode)
-        self.alpha, self.include_background, self.mode, self.ignore_index = alpha, include_background, mode, ignore_index
+        self.alpha, self.include_background, self.mode, self.ignore_index = (
+            alpha,
+            include_background,
+            mode,
+            ignore_index,
+        )
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, hd_dist_map: torch.Tensor | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,9 @@ def check_multiclass_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_i
         ValueError: naming the expected and received shape/dtype, or the offending label value.
     """
     if logits.dim() != 4 or not logits.is_floating_point():
-        raise ValueError(f"logits: expected a float tensor of shape (N, C, H, W), got {tuple(logits.shape)} {logits.dtype}")
+        raise ValueError(
+            f"logits: expected a float tensor of shape (N, C, H, W), got {tuple(logits.shape)} {logits.dtype}"
+        )
     n, c, h, w = logits.shape
     if target.shape != (n, h, w) or target.dtype != torch.int64:
         raise ValueError(
@@ -202,7 +204,9 @@ def topk_cross_entropy(
     return torch.where(count > 0, loss, torch.zeros_like(loss))
 
 
-def _class_alpha(alpha: float | Sequence[float] | torch.Tensor | None, num_classes: int, ref: torch.Tensor) -> torch.Tensor | None:
+def _class_alpha(
+    alpha: float | Sequence[float] | torch.Tensor | None, num_classes: int, ref: torch.Tensor
+) -> torch.Tensor | None:
     if alpha is None:
         return None
     if isinstance(alpha, (int, float)):
@@ -292,6 +296,8 @@ def iou_balanced_loss(
     with torch.no_grad():
         scaled = iou.to(ce.dtype).clamp(0, 1) ** eta * positive
         den = (scaled * ce).sum()
-        norm = torch.where(den > 0, (ce * positive).sum() / den.clamp_min(torch.finfo(ce.dtype).tiny), torch.zeros_like(den))
+        norm = torch.where(
+            den > 0, (ce * positive).sum() / den.clamp_min(torch.finfo(ce.dtype).tiny), torch.zeros_like(den)
+        )
         weight = torch.where(positive, scaled * norm, valid.to(ce.dtype))
     return (weight * ce).sum() / valid.sum().clamp_min(1).to(ce.dtype)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from segkit.losses.functional import check_binary_inputs, check_multiclass_inputs, per_pixel_ce, probs_and_onehot
@@ -45,7 +44,7 @@ def edt(masks: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def _interface(masks: np.ndarray) -> np.ndarray:
     """``True`` for slices that are neither empty nor full (only those have a boundary)."""
-    return masks.any(axis=(-2, -1), keepdims=True) & ~masks.all(axis=(-2, -1), keepdims=True)
+    return np.asarray(masks.any(axis=(-2, -1), keepdims=True) & ~masks.all(axis=(-2, -1), keepdims=True))
 
 
 def onehot_target(target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> np.ndarray:

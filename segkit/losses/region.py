@@ -151,7 +151,9 @@ class SensitivitySpecificityLoss(nn.Module):
         logits ``(N, C, H, W)``, target ``(N, H, W)`` int64; binary ``(N, 1, H, W)`` -> scalar.
     """
 
-    def __init__(self, r: float = 0.05, smooth: float = 1e-5, mode: str = "multiclass", ignore_index: int = 255) -> None:
+    def __init__(
+        self, r: float = 0.05, smooth: float = 1e-5, mode: str = "multiclass", ignore_index: int = 255
+    ) -> None:
         super().__init__()
         _check_mode(mode)
         self.r, self.smooth, self.mode, self.ignore_index = r, smooth, mode, ignore_index

@@ -62,7 +62,9 @@ def build(name: str, mode: str) -> torch.nn.Module:
     return LOSSES.build(name, **kwargs)
 
 
-def inputs(mode: str, n: int = 2, c: int = 3, h: int = 5, w: int = 6, dtype: torch.dtype = torch.float64, seed: int = 0):
+def inputs(
+    mode: str, n: int = 2, c: int = 3, h: int = 5, w: int = 6, dtype: torch.dtype = torch.float64, seed: int = 0
+):
     """Random logits and a target with every class present and a few ignored pixels."""
     g = torch.Generator().manual_seed(seed)
     k = 1 if mode == "binary" else c
@@ -75,7 +77,9 @@ def inputs(mode: str, n: int = 2, c: int = 3, h: int = 5, w: int = 6, dtype: tor
     return logits, target
 
 
-def extras(name: str, target: torch.Tensor, dtype: torch.dtype = torch.float64, seed: int = 1) -> dict[str, torch.Tensor]:
+def extras(
+    name: str, target: torch.Tensor, dtype: torch.dtype = torch.float64, seed: int = 1
+) -> dict[str, torch.Tensor]:
     """Required extra keyword inputs (``iou`` for ``iou_balanced``); optional precomputed maps are left out."""
     out = {}
     if "iou" in getattr(LOSSES.get(name), "extra_inputs", ()):

@@ -152,8 +152,12 @@ def test_value_checks_skip_non_cpu_tensors():
     # sync would raise here.
     from segkit.losses.functional import check_binary_inputs, check_multiclass_inputs
 
-    check_multiclass_inputs(torch.empty(2, 3, 4, 4, device="meta"), torch.empty(2, 4, 4, dtype=torch.long, device="meta"), 255)
-    check_binary_inputs(torch.empty(2, 1, 4, 4, device="meta"), torch.empty(2, 4, 4, dtype=torch.long, device="meta"), 255)
+    check_multiclass_inputs(
+        torch.empty(2, 3, 4, 4, device="meta"), torch.empty(2, 4, 4, dtype=torch.long, device="meta"), 255
+    )
+    check_binary_inputs(
+        torch.empty(2, 1, 4, 4, device="meta"), torch.empty(2, 4, 4, dtype=torch.long, device="meta"), 255
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in LOSSES.names() if n != "ce"])
@@ -172,4 +176,6 @@ def test_every_name_combines_with_ce(name):
 def test_plus_syntax_has_equal_weights():
     logits, target = inputs("multiclass")
     loss = build_loss("ce+dice")
-    torch.testing.assert_close(loss(logits, target), LOSSES.build("ce")(logits, target) + LOSSES.build("dice")(logits, target))
+    torch.testing.assert_close(
+        loss(logits, target), LOSSES.build("ce")(logits, target) + LOSSES.build("dice")(logits, target)
+    )

@@ -225,7 +225,9 @@ def test_signed_map_and_field_conventions():
     assert phi[0, 2, 3] == 0 and phi[0, 3, 3] == -1  # on the object's boundary / one step inside
     assert phi[0, 0, 3] == 2  # two rows above the object
     assert (phi[1] == 0).all() and (distance_field(m)[1] == 0).all()
-    np.testing.assert_allclose(distance_field(m)[0], ndimage.distance_transform_edt(m[0]) + ndimage.distance_transform_edt(~m[0]))
+    np.testing.assert_allclose(
+        distance_field(m)[0], ndimage.distance_transform_edt(m[0]) + ndimage.distance_transform_edt(~m[0])
+    )
 
 
 def test_boundary_and_hd_with_precomputed_maps_equal_computed(tiny_shapes):

@@ -114,7 +114,9 @@ def test_dice_smoothing_convention_against_smp():
 def test_binary_dice_matches_smp():
     logits, target = _binary()
     ref = smp_losses.DiceLoss("binary", ignore_index=255, smooth=0.0, eps=1e-12)
-    torch.testing.assert_close(LOSSES.build("dice", mode="binary", eps=0.0)(logits, target), ref(logits, target.unsqueeze(1)))
+    torch.testing.assert_close(
+        LOSSES.build("dice", mode="binary", eps=0.0)(logits, target), ref(logits, target.unsqueeze(1))
+    )
 
 
 def test_dice_per_image_matches_monai():
@@ -132,7 +134,9 @@ def test_jaccard_and_tversky_per_image_match_monai():
     ref = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, jaccard=True, smooth_nr=2e-3, smooth_dr=2e-3)
     got = LOSSES.build("jaccard", per_image=True, absent="keep", smooth=1e-3, eps=0.0)(logits, target)
     torch.testing.assert_close(got, ref(logits, target.unsqueeze(1)).double(), rtol=1e-5, atol=1e-6)
-    ref_t = monai_losses.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7, smooth_nr=1e-5, smooth_dr=1e-5)
+    ref_t = monai_losses.TverskyLoss(
+        softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7, smooth_nr=1e-5, smooth_dr=1e-5
+    )
     got_t = LOSSES.build("tversky", alpha=0.3, beta=0.7, per_image=True, absent="keep", smooth=1e-5, eps=0.0)
     torch.testing.assert_close(got_t(logits, target), ref_t(logits, target.unsqueeze(1)).double(), rtol=1e-5, atol=1e-6)
 
