@@ -14,6 +14,7 @@ __all__ = [
     "cross_entropy",
     "focal_loss",
     "iou_balanced_loss",
+    "onehot",
     "per_pixel_ce",
     "probs_and_onehot",
     "topk_cross_entropy",
@@ -104,10 +105,20 @@ def probs_and_onehot(
         valid = (target != ignore_index).unsqueeze(1).to(logits.dtype)
         return torch.sigmoid(logits) * valid, (target == 1).unsqueeze(1).to(logits.dtype), valid
     check_multiclass_inputs(logits, target, ignore_index)
-    valid_b = target != ignore_index
-    onehot = F.one_hot(target.masked_fill(~valid_b, 0), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-    valid = valid_b.unsqueeze(1).to(logits.dtype)
-    return torch.softmax(logits, 1) * valid, onehot * valid, valid
+    valid = (target != ignore_index).unsqueeze(1).to(logits.dtype)
+    return torch.softmax(logits, 1) * valid, onehot(target, logits.shape[1], logits.dtype, ignore_index), valid
+
+
+def onehot(target: torch.Tensor, num_classes: int, dtype: torch.dtype, ignore_index: int = 255) -> torch.Tensor:
+    """One-hot ``(N, C, H, W)`` of ``(N, H, W)`` labels in ``dtype``; ignored pixels get an all-zero column.
+
+    A broadcast comparison, cheaper than ``F.one_hot`` (which builds an int64 tensor).
+    """
+    classes = torch.arange(num_classes, device=target.device).view(1, -1, 1, 1)
+    hot = target.unsqueeze(1) == classes
+    if 0 <= ignore_index < num_classes:
+        hot &= (target != ignore_index).unsqueeze(1)
+    return hot.to(dtype)
 
 
 def per_pixel_ce(

@@ -5,34 +5,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from segkit.losses.functional import _check_mode, check_binary_inputs, check_multiclass_inputs
+from segkit.losses.functional import _check_mode, check_binary_inputs, check_multiclass_inputs, onehot
 
 __all__ = ["lovasz_hinge_loss", "lovasz_softmax_loss"]
 
 
-def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Lovász extension of the Jaccard loss for each row of ``errors``, ignoring invalid entries.
+def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    """Lovász extension of the Jaccard loss for each row of ``errors``.
 
     Args:
-        errors: ``(R, P)`` float, differentiable.
-        fg: ``(R, P)`` float in {0, 1}, the ground truth of each row.
-        valid: ``(R, P)`` bool; invalid entries are sorted after every valid one and contribute nothing, so the
-            Jaccard prefixes of the valid entries are those of the valid set alone.
+        errors: ``(R, P)`` float, differentiable; entries < 0 mark ignored pixels. They are sorted after every
+            valid one and contribute nothing, so the Jaccard prefixes of the valid entries are those of the valid
+            set alone.
+        fg: ``(R, P)`` float in {0, 1}, the ground truth of each row (0 on ignored entries).
 
     Returns:
         ``(R,)`` the loss ``<sorted errors, Lovász gradient>`` of each row (0 for a row without foreground or
         without valid entries, as the gradient is then 0 everywhere).
     """
-    key = errors.detach().masked_fill(~valid, float("-inf"))
-    order = key.argsort(dim=1, descending=True)
-    err = errors.gather(1, order).masked_fill(~valid.gather(1, order), 0)
-    gt = fg.gather(1, order) * valid.gather(1, order)
+    # One differentiable sort per row (values and indices); only the ground truth is gathered.
+    err, order = errors.sort(dim=1, descending=True)
+    err = err.clamp_min(0)
+    gt = fg.gather(1, order)
     gts = gt.sum(1, keepdim=True)
     intersection = gts - gt.cumsum(1)
     union = gts + (1 - gt).cumsum(1)
     jaccard = 1 - intersection / union
     grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
-    return (err * grad.detach()).sum(1)
+    return (err * grad).sum(1)
 
 
 def lovasz_softmax_loss(
@@ -59,21 +59,21 @@ def lovasz_softmax_loss(
     n, c = logits.shape[:2]
     p = torch.softmax(logits, 1)
     valid = target != ignore_index
-    fg = F.one_hot(target.masked_fill(~valid, 0), c).permute(0, 3, 1, 2).to(p.dtype)
+    fg = onehot(target, c, p.dtype, ignore_index)
+    # |t - p| in [0, 1] on valid pixels, -1 on ignored ones (sorted last, clamped to 0 after the sort).
+    errors = (fg - p).abs().masked_fill(~valid.unsqueeze(1), -1.0)
     if per_image:
         sets = n
-        p_rows, fg_rows = p.reshape(n * c, -1), fg.reshape(n * c, -1)
-        valid_rows = valid.reshape(n, 1, -1).expand(n, c, -1).reshape(n * c, -1)
+        err_rows, fg_rows = errors.reshape(n * c, -1), fg.reshape(n * c, -1)
     else:
         sets = 1
-        p_rows, fg_rows = p.transpose(0, 1).reshape(c, -1), fg.transpose(0, 1).reshape(c, -1)
-        valid_rows = valid.reshape(1, -1).expand(c, -1)
-    losses = _lovasz_rows((fg_rows - p_rows).abs(), fg_rows, valid_rows).reshape(sets, c)
+        err_rows, fg_rows = errors.transpose(0, 1).reshape(c, -1), fg.transpose(0, 1).reshape(c, -1)
+    losses = _lovasz_rows(err_rows, fg_rows).reshape(sets, c)
     if classes == "all":
-        weight = valid_rows.any(1).reshape(sets, c).to(p.dtype)
-        per_set = (losses * weight).sum(1) / c
+        has_valid = valid.reshape(sets, -1).any(1, keepdim=True).to(p.dtype)
+        per_set = (losses * has_valid).sum(1) / c
     else:
-        present = ((fg_rows * valid_rows).sum(1) > 0).reshape(sets, c).to(p.dtype)
+        present = (fg_rows.sum(1) > 0).reshape(sets, c).to(p.dtype)
         per_set = (losses * present).sum(1) / present.sum(1).clamp_min(1)
     return per_set.mean()
 
@@ -96,13 +96,11 @@ def lovasz_hinge_loss(
     fg = (tgt == 1).to(logits.dtype)
     errors = 1 - logits[:, 0] * (2 * fg - 1)
     rows = n if per_image else 1
-    # relu after the sort: sorting the raw errors gives the same order, and relu keeps the gradient exact.
-    key_errors, fg_r, valid_r = errors.reshape(rows, -1), fg.reshape(rows, -1), valid.reshape(rows, -1)
-    key = key_errors.detach().masked_fill(~valid_r, float("-inf"))
-    order = key.argsort(dim=1, descending=True)
-    err = F.relu(key_errors.gather(1, order)).masked_fill(~valid_r.gather(1, order), 0)
-    gt = fg_r.gather(1, order) * valid_r.gather(1, order)
+    # Ignored pixels get error -inf: sorted last, relu sends them (and their gradient) to 0.
+    errors = errors.masked_fill(~valid, float("-inf")).reshape(rows, -1)
+    err, order = errors.sort(dim=1, descending=True)
+    gt = fg.reshape(rows, -1).gather(1, order)
     gts = gt.sum(1, keepdim=True)
     jaccard = 1 - (gts - gt.cumsum(1)) / (gts + (1 - gt).cumsum(1))
     grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
-    return (err * grad).sum(1).mean()
+    return (F.relu(err) * grad).sum(1).mean()
