@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -19,13 +21,31 @@ __all__ = [
 ]
 
 
-def edt(masks: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Exact Euclidean distance transform of every 2-D slice of ``(..., H, W)`` boolean masks in one scipy call.
+def _edt_slice_scipy(mask: np.ndarray) -> np.ndarray:
+    return np.asarray(ndimage.distance_transform_edt(mask))
 
-    Each foreground pixel gets its distance to the nearest background pixel *of the same slice* (0 on the
-    background). The slices are stacked along one axis whose sampling step exceeds the image diagonal, so
-    scipy's C implementation never prefers a pixel of another slice unless the slice has no background at all
-    (a full mask; callers zero those). No Python loop over images or classes.
+
+def _edt_slice() -> Callable[[np.ndarray], np.ndarray]:
+    """OpenCV's exact transform (``DIST_MASK_PRECISE``, float32; 2-3x faster than scipy), else scipy's."""
+    try:
+        import cv2
+    except ImportError:  # albumentations brings opencv; keep scipy as the fallback
+        return _edt_slice_scipy
+
+    def run(mask: np.ndarray) -> np.ndarray:
+        return np.asarray(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+
+    return run
+
+
+def edt(masks: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Exact Euclidean distance transform of every 2-D slice of ``(..., H, W)`` boolean masks.
+
+    Each foreground pixel gets its distance to the nearest background pixel of the same slice (0 on the
+    background), as ``scipy.ndimage.distance_transform_edt``. One call of a C transform (OpenCV's exact
+    ``DIST_MASK_PRECISE`` when installed, float32 precision; else scipy) per slice that has both foreground and
+    background; empty and full slices (no boundary) are left at 0 without any call. No Python work per pixel.
+    (A single scipy 3-D call with a large sampling step between slices is exact too, but measured 6x slower.)
 
     Returns:
         float64 array of the masks' shape.
@@ -33,13 +53,12 @@ def edt(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     arr = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
     arr = arr.astype(bool, copy=False)
     shape = arr.shape
-    h, w = shape[-2:]
-    flat = arr.reshape(-1, h, w)
-    if flat.shape[0] == 0 or h == 0 or w == 0:
-        return np.zeros(shape)
-    step = float(h + w + 1)
-    out = ndimage.distance_transform_edt(flat, sampling=(step, 1.0, 1.0))
-    return np.asarray(out).reshape(shape)
+    flat = arr.reshape(-1, *shape[-2:])
+    out = np.zeros(flat.shape)
+    transform = _edt_slice()
+    for i in np.flatnonzero(_interface(flat).reshape(-1)):
+        out[i] = transform(flat[i])
+    return out.reshape(shape)
 
 
 def _interface(masks: np.ndarray) -> np.ndarray:
