@@ -244,3 +244,26 @@ def test_boundary_and_hd_with_precomputed_maps_equal_computed(tiny_shapes):
         loss = LOSSES.build(name)
         assert loss.extra_inputs == (key,)
         torch.testing.assert_close(loss(logits, batch["mask"], **{key: batch[key]}), loss(logits, batch["mask"]))
+
+
+def test_trainer_passes_precomputed_maps_to_the_loss(tmp_path, tiny_shapes):
+    from torch.utils.data import DataLoader
+
+    from segkit.datasets.base import collate_semantic
+    from segkit.engine.trainer import Trainer
+    from segkit.losses.distance import BoundaryLoss, WithDistanceMaps
+
+    received = []
+
+    class Spy(BoundaryLoss):
+        def forward(self, logits, target, dist_map=None):
+            received.append(dist_map)
+            return super().forward(logits, target, dist_map)
+
+    ds = WithDistanceMaps(tiny_shapes("train", 4, 32), num_classes=4)
+    model = torch.nn.Conv2d(3, 4, 1)
+    trainer = Trainer(model, Spy(), ds, None, epochs=1, batch_size=4, out_dir=tmp_path)
+    batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate_semantic)))
+    out = trainer.compute_loss(model(batch["image"]), batch)
+    assert received[0] is batch["dist_map"]
+    torch.testing.assert_close(out["loss"], BoundaryLoss()(model(batch["image"]), batch["mask"]))
