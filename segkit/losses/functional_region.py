@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from segkit.losses.functional import probs_and_onehot
+from segkit.losses.functional import check_multiclass_inputs, probs_and_onehot
 
 __all__ = ["ABSENT", "dice_loss", "jaccard_loss", "sensitivity_specificity_loss", "tversky_loss"]
 
@@ -134,6 +134,8 @@ def sensitivity_specificity_loss(
     Returns:
         Scalar tensor; 0 with zero gradient when every pixel is ignored.
     """
+    if mode == "multiclass":
+        return _sensitivity_specificity_multiclass(logits, target, r, smooth, ignore_index)
     p, t, valid = probs_and_onehot(logits, target, mode, ignore_index)
     sq = (t - p) ** 2
     neg = (1 - t) * valid
@@ -141,3 +143,25 @@ def sensitivity_specificity_loss(
     sens = (sq * t).sum(dims) / (t.sum(dims) + smooth)
     spec = (sq * neg).sum(dims) / (neg.sum(dims) + smooth)
     return (r * sens + (1 - r) * spec).mean()
+
+
+def _sensitivity_specificity_multiclass(
+    logits: torch.Tensor, target: torch.Tensor, r: float, smooth: float, ignore_index: int
+) -> torch.Tensor:
+    """The same sums without a one-hot tensor: with one-hot t, ``sum (t-p)^2 t = sum_{y=c} (1-p_y)^2`` and
+    ``sum (t-p)^2 (1-t) = sum p_c^2 - sum_{y=c} p_y^2``, the per-class sums over pixels of label c done by
+    ``index_add`` on ``N*H*W`` values instead of ``C`` full-size products."""
+    check_multiclass_inputs(logits, target, ignore_index)
+    c = logits.shape[1]
+    valid = target != ignore_index
+    w = valid.to(logits.dtype)
+    p = torch.softmax(logits, 1)
+    y = target.masked_fill(~valid, 0)
+    p_y = p.gather(1, y.unsqueeze(1))[:, 0]
+    labels = y.flatten()
+    zeros = logits.new_zeros(c)
+    sens_num = zeros.index_add(0, labels, ((1 - p_y) ** 2 * w).flatten())
+    pos = zeros.index_add(0, labels, w.flatten())
+    spec_num = (p * p * w.unsqueeze(1)).sum((0, 2, 3)) - zeros.index_add(0, labels, (p_y**2 * w).flatten())
+    neg = w.sum() - pos
+    return (r * sens_num / (pos + smooth) + (1 - r) * spec_num / (neg + smooth)).mean()
