@@ -18,29 +18,42 @@ __all__ = ["CrossEntropyLoss", "DistancePenalizedCELoss", "TopKCrossEntropyLoss"
 class CrossEntropyLoss(nn.Module):
     """Softmax cross-entropy over valid pixels; ``ce`` in the registry.
 
-    ``loss = sum_V w_y * CE / sum_V w_y`` (plain mean over valid pixels when ``weight`` is None).
+    ``loss = sum_V w_y * CE / sum_V w_y`` (plain mean over valid pixels when ``weight`` is None). Binary
+    (``mode="binary"``): sigmoid cross-entropy in log space, mean over valid pixels.
 
     Args:
-        weight: optional per-class weights, length C.
+        weight: optional per-class weights, length C (multi-class only).
         ignore_index: label excluded from the loss (255).
-        label_smoothing: in [0, 1).
+        label_smoothing: in [0, 1) (multi-class only).
+        mode: ``"multiclass"`` or ``"binary"``.
 
     Shape:
-        logits ``(N, C, H, W)`` float, target ``(N, H, W)`` int64 -> scalar.
+        logits ``(N, C, H, W)`` float, target ``(N, H, W)`` int64; binary logits ``(N, 1, H, W)``, target
+        ``(N, 1, H, W)`` or ``(N, H, W)`` in {0, 1} -> scalar.
     """
 
     weight: torch.Tensor | None
 
     def __init__(
-        self, weight: Sequence[float] | None = None, ignore_index: int = 255, label_smoothing: float = 0.0
+        self,
+        weight: Sequence[float] | None = None,
+        ignore_index: int = 255,
+        label_smoothing: float = 0.0,
+        mode: str = "multiclass",
     ) -> None:
         super().__init__()
+        _check_mode(mode)
+        if mode == "binary" and (weight is not None or label_smoothing):
+            raise ValueError("ce: binary mode takes neither weight nor label_smoothing (see weighted_ce's pos_weight)")
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
+        self.mode = mode
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Return the scalar loss (see the class docstring)."""
+        if self.mode == "binary":
+            return binary_cross_entropy(logits, target, None, self.ignore_index)
         return cross_entropy(logits, target, self.weight, self.ignore_index, self.label_smoothing)
 
 

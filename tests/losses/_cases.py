@@ -14,7 +14,9 @@ from segkit.losses import functional_region as fr
 
 # name -> pure function; the module/function parity test needs one entry per registered name.
 FUNCTIONAL = {
-    "ce": lambda x, y, mode="multiclass", **kw: fn.cross_entropy(x, y, **kw),
+    "ce": lambda x, y, mode="multiclass", **kw: (
+        fn.binary_cross_entropy(x, y, **kw) if mode == "binary" else fn.cross_entropy(x, y, **kw)
+    ),
     "weighted_ce": lambda x, y, mode="multiclass", **kw: (
         fn.binary_cross_entropy(x, y, **kw) if mode == "binary" else fn.cross_entropy(x, y, **kw)
     ),
