@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -11,7 +12,14 @@ from segkit.registry import Registry
 LOSSES: Registry[nn.Module] = Registry("losses")
 
 # Each family module registers its losses on import; import every one explicitly.
-from segkit.losses import cross_entropy  # noqa: E402,F401
+from segkit.losses import (  # noqa: E402,F401
+    cross_entropy,
+    distance,
+    focal,
+    iou_balanced,
+    lovasz,
+    region,
+)
 from segkit.losses.combined import CombinedLoss  # noqa: E402
 
 __all__ = ["LOSSES", "CombinedLoss", "build_loss"]

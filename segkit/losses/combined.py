@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -24,12 +24,25 @@ class CombinedLoss(nn.Module):
             raise ValueError(f"CombinedLoss: terms {sorted(terms)} and weights {sorted(weights)} differ")
         self.terms = nn.ModuleDict(dict(terms))
         self.weights = dict(weights)
+        # The union of the terms' extra batch inputs, so the Trainer passes e.g. ``dist_map`` to
+        # "ce+boundary"; each term then receives only the inputs it declared.
+        self.extra_inputs = tuple(dict.fromkeys(k for t in self.terms.values() for k in getattr(t, "extra_inputs", ())))
 
-    def forward_terms(self, logits: torch.Tensor, target: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
-        """Return each weighted term by name (their sum is ``forward``'s value)."""
-        return {name: self.weights[name] * loss(logits, target, **kwargs) for name, loss in self.terms.items()}
+    def forward_terms(
+        self, logits: torch.Tensor, target: torch.Tensor, **kwargs: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Return each weighted term by name (their sum is ``forward``'s value).
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        ``kwargs`` (extra batch inputs such as ``dist_map``) go only to the terms whose
+        ``extra_inputs`` name them.
+        """
+        out = {}
+        for name, loss in self.terms.items():
+            own = {k: v for k, v in kwargs.items() if k in getattr(loss, "extra_inputs", ())}
+            out[name] = self.weights[name] * loss(logits, target, **own)
+        return out
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         """Return the weighted sum, a scalar tensor."""
         return torch.stack(list(self.forward_terms(logits, target, **kwargs).values())).sum()
 
