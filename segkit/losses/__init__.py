@@ -12,6 +12,7 @@ LOSSES: Registry[nn.Module] = Registry("losses")
 
 # Each family module registers its losses on import; import every one explicitly.
 from segkit.losses import cross_entropy  # noqa: E402,F401
+from segkit.losses import gated_scnn  # noqa: E402,F401
 from segkit.losses.combined import CombinedLoss  # noqa: E402
 
 __all__ = ["LOSSES", "CombinedLoss", "build_loss"]
