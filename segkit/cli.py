@@ -1,4 +1,4 @@
-"""Command line: ``segkit train | evaluate | predict | list``."""
+"""Command line: ``segkit train | evaluate | predict | export | list``."""
 
 from __future__ import annotations
 
@@ -113,6 +113,14 @@ def _fallback_palette():  # type: ignore[no-untyped-def]
     return default_palette(256)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segkit.export import export_onnx, model_from_checkpoint
+
+    path = export_onnx(model_from_checkpoint(args.checkpoint), args.out, tuple(args.size))
+    print(f"segkit export: wrote {path} (input image (N, 3, {args.size[0]}, {args.size[1]}), output logits)")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from segkit.datasets import DATASETS
     from segkit.losses import LOSSES
@@ -152,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint's model to ONNX")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"), help="input size traced")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("list", help="list registered models, losses, datasets or trackers")
     p.add_argument("what", choices=["models", "losses", "datasets", "trackers"])
