@@ -72,9 +72,10 @@ def export_onnx(
             raise
         # ONNX has no adaptive pooling: a pyramid-pooling bin must divide the feature map exactly.
         raise ValueError(
-            f"export_onnx: at input_size {tuple(input_size)} a pyramid-pooling layer (PSPNet / PSP head, "
-            f"bins 1, 2, 3, 6) pools a map that its bins do not divide, which ONNX cannot express; choose H and W "
-            f"whose feature maps the bins divide (PSP at stride 8: multiples of 96, e.g. 96, 192, 384, 480)"
+            f"export_onnx: at input_size {tuple(input_size)} a pyramid-pooling layer (bins 1, 2, 3, 6) pools a map "
+            f"that its bins do not divide, which ONNX cannot express; choose H and W whose feature maps the bins "
+            f"divide (PSPNet or a PSP head at stride 8: multiples of 96, e.g. 384, 480; UPerNet at stride 32: "
+            f"multiples of 192, e.g. 384, 576)"
         ) from None
     finally:
         model.train(was_training)

@@ -14,6 +14,11 @@ from segkit.losses.functional import cross_entropy
 __all__ = ["GatedSCNNLoss", "boundary_target", "gated_scnn_loss"]
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) to float32; float32/float64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def boundary_target(target: torch.Tensor, ignore_index: int = 255, radius: int = 1) -> torch.Tensor:
     """Mark the pixels that have a differently labelled valid pixel within ``radius`` (Chebyshev distance).
 
@@ -77,7 +82,7 @@ def gated_scnn_loss(
     denom = num_valid.clamp_min(1).to(edge_logits.dtype)
     weight = torch.where(edges, num_neg.to(edge_logits.dtype), num_pos.to(edge_logits.dtype)) / denom
     weight = weight * valid
-    logits = edge_logits[:, 0].float()
+    logits = _upcast(edge_logits[:, 0])
     bce = F.binary_cross_entropy_with_logits(logits, edges.to(logits.dtype), reduction="none")
     edge = edge_weight * (weight * bce).sum() / denom
     return {"seg": seg, "edge": edge}
@@ -115,7 +120,7 @@ class GatedSCNNLoss(nn.Module):
             seg, edge = outputs[0], outputs[1]
         else:
             raise ValueError("gated_scnn_loss: expected seg logits or a (seg_logits, edge_logits) pair")
-        return gated_scnn_loss(seg.float(), edge, target, self.edge_weight, self.ignore_index, self.boundary_radius)
+        return gated_scnn_loss(_upcast(seg), edge, target, self.edge_weight, self.ignore_index, self.boundary_radius)
 
     def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Return the scalar loss (sum of both terms)."""

@@ -21,8 +21,8 @@ def _run(path, x: torch.Tensor) -> np.ndarray:
     return session.run(["logits"], {"image": x.numpy()})[0]
 
 
-# PSPNet pools its stride-8 map into 1, 2, 3 and 6 bins; ONNX needs the bins to divide the map.
-SIZE = {"pspnet": 96}
+# PSPNet (stride 8) and UPerNet (stride 32) pool into 1, 2, 3 and 6 bins; ONNX needs the bins to divide the map.
+SIZE = {"pspnet": 96, "upernet": 192}
 
 
 @pytest.mark.parametrize("name", SEMANTIC)
