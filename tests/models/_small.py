@@ -18,7 +18,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "pan": {"encoder": "resnet18", "decoder_channels": 16},
     "upernet": {"encoder": "resnet18", "decoder_channels": 16},
     "segformer": {"encoder": "resnet18", "decoder_segmentation_channels": 16},
-    "deeplabv3": {"encoder": "resnet18", "decoder_channels": 16},
+    "deeplabv3": {"encoder": "resnet18", "decoder_channels": 16, "encoder_output_stride": 16},
     "deeplabv3plus": {"encoder": "resnet18", "decoder_channels": 16},
     "fastfcn": {"encoder": "resnet18", "jpu_channels": 16},
     "segnet": {"base_width": 8},
