@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -97,7 +97,9 @@ def model_from_checkpoint(path: str | Path) -> nn.Module:
     ckpt = load_checkpoint(path)
     model_cfg = dict((ckpt.get("config") or {}).get("model") or {})
     if "name" not in model_cfg:
-        raise CheckpointError(f"{path}: no model config inside (a plain state dict?); build the model and call export_onnx")
+        raise CheckpointError(
+            f"{path}: no model config inside (a plain state dict?); build the model and call export_onnx"
+        )
     name = model_cfg.pop("name")
     for key in ("encoder_weights", "weights", "weights_backbone"):
         model_cfg.pop(key, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +112,9 @@ class GatedSCNNLoss(nn.Module):
         self.ignore_index = ignore_index
         self.boundary_radius = boundary_radius
 
-    def forward_terms(self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_terms(
+        self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Return ``{"seg": ..., "edge": ...}`` (already weighted; the loss is their sum)."""
         if isinstance(outputs, torch.Tensor):
             seg, edge = outputs, None

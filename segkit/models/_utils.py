@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,7 @@ class PadToMultiple(nn.Module):
         self.model = model
         self.multiple = multiple
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> Any:
         h, w = x.shape[-2:]
         ph = (-h) % self.multiple
         pw = (-w) % self.multiple
@@ -54,7 +56,7 @@ class PadToMultiple(nn.Module):
         return _crop(out, h, w, h + ph, w + pw)
 
 
-def _crop(out, h: int, w: int, hp: int, wp: int):  # type: ignore[no-untyped-def]
+def _crop(out: Any, h: int, w: int, hp: int, wp: int) -> Any:
     if isinstance(out, torch.Tensor):
         return out[..., :h, :w] if out.shape[-2:] == (hp, wp) else out
     if isinstance(out, (list, tuple)):
@@ -131,7 +133,7 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> nn.Module
     Raises:
         CheckpointError: unreadable file, or keys/shapes that do not fit (first mismatches listed).
     """
-    state = load_checkpoint(weights)["model"]
+    state = load_checkpoint(Path(weights))["model"]
     target = model
     if isinstance(model, PadToMultiple) and state and not any(k.startswith("model.") for k in state):
         target = model.model

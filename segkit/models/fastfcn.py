@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,9 @@ class _PSPHead(nn.Module):
         super().__init__()
         inner = cin // len(bins)
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(cin, inner, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU())
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(b), nn.Conv2d(cin, inner, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU()
+            )
             for b in bins
         )
         self.bottleneck = _conv_bn_relu(cin + inner * len(bins), cin // 2)
@@ -121,7 +123,9 @@ class FastFCN(nn.Module):
         head: str = "aspp",
     ) -> None:
         super().__init__()
-        with download_guard(f"encoder_weights={encoder_weights!r} for encoder {encoder!r}", "the Hugging Face Hub", hf_cache_dir()):
+        with download_guard(
+            f"encoder_weights={encoder_weights!r} for encoder {encoder!r}", "the Hugging Face Hub", hf_cache_dir()
+        ):
             self.encoder = get_encoder(encoder, in_channels=in_channels, depth=5, weights=encoder_weights)
         chans = list(self.encoder.out_channels)[-3:]
         self.jpu = JPU(chans, width=jpu_channels, out_channels=jpu_channels)

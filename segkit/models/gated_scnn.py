@@ -16,7 +16,9 @@ __all__ = ["GatedSCNN", "GatedSpatialConv", "gated_scnn", "image_gradient"]
 def _cbr(cin: int, cout: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
     pad = dilation * (kernel // 2)
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -136,7 +138,9 @@ class GatedSCNN(nn.Module):
         shape_channels: tuple[int, int, int] = (32, 16, 8),
     ) -> None:
         super().__init__()
-        with download_guard(f"encoder_weights={encoder_weights!r} for encoder {encoder!r}", "the Hugging Face Hub", hf_cache_dir()):
+        with download_guard(
+            f"encoder_weights={encoder_weights!r} for encoder {encoder!r}", "the Hugging Face Hub", hf_cache_dir()
+        ):
             self.encoder = get_encoder(
                 encoder, in_channels=in_channels, depth=5, weights=encoder_weights, output_stride=output_stride
             )
@@ -153,7 +157,9 @@ class GatedSCNN(nn.Module):
         self.aspp = _EdgeASPP(ch[-1], aspp_channels, rates)
         self.skip = _cbr(ch[2], 48)
         self.decoder = nn.Sequential(
-            _cbr(aspp_channels + 48, aspp_channels, 3), _cbr(aspp_channels, aspp_channels, 3), nn.Conv2d(aspp_channels, num_classes, 1)
+            _cbr(aspp_channels + 48, aspp_channels, 3),
+            _cbr(aspp_channels, aspp_channels, 3),
+            nn.Conv2d(aspp_channels, num_classes, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -175,6 +181,12 @@ class GatedSCNN(nn.Module):
         if not self.training:
             return seg
         return seg, F.interpolate(edge_logits, size=size, mode="bilinear", align_corners=False)
+
+
+class _PaddedGatedSCNN(PadToMultiple):
+    """``PadToMultiple`` that carries ``default_loss``: the Trainer reads it from the outer module."""
+
+    default_loss = "gated_scnn_loss"
 
 
 @MODELS.register("gated_scnn")
@@ -205,7 +217,9 @@ def gated_scnn(
         mode: ``(seg_logits (N, num_classes, H, W), edge_logits (N, 1, H, W))``; eval mode: seg logits.
         Any H, W (padded to a multiple of 32 internally, outputs cropped back).
     """
-    net = GatedSCNN(num_classes, encoder, encoder_weights, in_channels, output_stride, aspp_channels, tuple(shape_channels))  # type: ignore[arg-type]
-    model = PadToMultiple(net, 32)
-    model.default_loss = "gated_scnn_loss"  # the Trainer reads it from the outer module
+    if len(shape_channels) != 3:
+        raise ValueError(f"gated_scnn: shape_channels needs 3 widths, got {list(shape_channels)}")
+    widths = (int(shape_channels[0]), int(shape_channels[1]), int(shape_channels[2]))
+    net = GatedSCNN(num_classes, encoder, encoder_weights, in_channels, output_stride, aspp_channels, widths)
+    model = _PaddedGatedSCNN(net, 32)
     return load_weights(model, weights) if weights is not None else model

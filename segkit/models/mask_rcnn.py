@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,7 +55,9 @@ def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
     box = model.roi_heads.box_predictor
     model.roi_heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, num_classes)
     mask = model.roi_heads.mask_predictor
-    model.roi_heads.mask_predictor = MaskRCNNPredictor(mask.conv5_mask.in_channels, mask.conv5_mask.out_channels, num_classes)
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(
+        mask.conv5_mask.in_channels, mask.conv5_mask.out_channels, num_classes
+    )
     return model
 
 
@@ -70,13 +73,19 @@ def _build(
     if backbone in ("resnet50_fpn", "resnet50_fpn_v2"):
         if rpn_anchor_sizes is not None:
             if len(rpn_anchor_sizes) != 5:
-                raise ValueError(f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level (5), got {list(rpn_anchor_sizes)}")
+                raise ValueError(
+                    f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level (5), got {list(rpn_anchor_sizes)}"
+                )
             sizes = tuple((int(s),) for s in rpn_anchor_sizes)
             kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
         builder = maskrcnn_resnet50_fpn if backbone == "resnet50_fpn" else maskrcnn_resnet50_fpn_v2
         bb_enum = ResNet50_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
         enum = _COCO_WEIGHTS[backbone] if coco else None
-        what = f"weights='coco' for mask_rcnn {backbone} ({enum.url})" if enum else f"weights_backbone='imagenet' ({ResNet50_Weights.IMAGENET1K_V1.url})"
+        what = (
+            f"weights='coco' for mask_rcnn {backbone} ({enum.url})"
+            if enum
+            else f"weights_backbone='imagenet' ({ResNet50_Weights.IMAGENET1K_V1.url})"
+        )
         with download_guard(what, "download.pytorch.org", torch_cache_dir()):
             return builder(
                 weights=enum,
@@ -96,18 +105,22 @@ def _build(
     trained = bb_enum2 is not None
     layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if trained else 6)
     norm = misc_nn_ops.FrozenBatchNorm2d if trained else nn.BatchNorm2d
-    with download_guard(f"weights_backbone='imagenet' ({MobileNet_V3_Large_Weights.IMAGENET1K_V1.url})", "download.pytorch.org", torch_cache_dir()):
+    with download_guard(
+        f"weights_backbone='imagenet' ({MobileNet_V3_Large_Weights.IMAGENET1K_V1.url})",
+        "download.pytorch.org",
+        torch_cache_dir(),
+    ):
         net = mobilenet_v3_large(weights=bb_enum2, progress=False, norm_layer=norm)
     body = _mobilenet_extractor(net, True, layers)
-    sizes = tuple(int(s) for s in (rpn_anchor_sizes or (32, 64, 128, 256, 512)))
-    anchors = AnchorGenerator((sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
+    level_sizes = tuple(int(s) for s in (rpn_anchor_sizes or (32, 64, 128, 256, 512)))
+    anchors = AnchorGenerator((level_sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
     return MaskRCNN(body, num_classes, rpn_anchor_generator=anchors, **kwargs)
 
 
 def _freeze_backbone(model: MaskRCNN, trainable_layers: int) -> None:
     """Swap the ResNet body's BatchNorm for FrozenBatchNorm2d and freeze all but the last stages."""
     body = model.backbone.body
-    for name, module in list(body.named_modules()):
+    for module in list(body.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.BatchNorm2d):
                 setattr(module, child_name, misc_nn_ops.FrozenBatchNorm2d(child.num_features))
@@ -191,10 +204,19 @@ def mask_rcnn(
         build_classes = int(state[key].shape[0])
         if names is None and build_classes == num_classes and ckpt.get("class_names"):
             names = list(ckpt["class_names"])
-    model = _build(backbone, build_classes, coco, None if (coco or state is not None) else weights_backbone,
-                   trainable_backbone_layers, rpn_anchor_sizes, kwargs)
+    model = _build(
+        backbone,
+        build_classes,
+        coco,
+        None if (coco or state is not None) else weights_backbone,
+        trainable_backbone_layers,
+        rpn_anchor_sizes,
+        kwargs,
+    )
     if state is not None:
-        if backbone == "resnet50_fpn" and not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state):
+        if backbone == "resnet50_fpn" and not any(
+            k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state
+        ):
             # Saved from a pretrained (frozen-BN) model such as torchvision's COCO weights: match its
             # layout and, like torchvision, leave only the last 3 stages trainable.
             _freeze_backbone(model, 3 if trainable_backbone_layers is None else trainable_backbone_layers)

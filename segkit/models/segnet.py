@@ -121,7 +121,9 @@ def segnet(
         from torchvision.models import VGG16_BN_Weights
 
         enum = VGG16_BN_Weights.IMAGENET1K_V1
-        with download_guard(f"encoder_weights='imagenet' (VGG16-BN, {enum.url})", "download.pytorch.org", torch_cache_dir()):
+        with download_guard(
+            f"encoder_weights='imagenet' (VGG16-BN, {enum.url})", "download.pytorch.org", torch_cache_dir()
+        ):
             state = enum.get_state_dict(progress=False)
         net.load_vgg16_bn(state)
     model = PadToMultiple(net, 32)

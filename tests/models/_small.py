@@ -11,7 +11,11 @@ from segkit.models import MODELS
 SMALL: dict[str, dict[str, Any]] = {
     "unet": {"encoder": "resnet18", "decoder_channels": (16, 8, 8, 8, 8)},
     "unetplusplus": {"encoder": "resnet18", "decoder_channels": (16, 8, 8, 8, 8)},
-    "fpn": {"encoder": "resnet18", "decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32},  # GroupNorm(32)
+    "fpn": {
+        "encoder": "resnet18",
+        "decoder_pyramid_channels": 32,
+        "decoder_segmentation_channels": 32,
+    },  # GroupNorm(32)
     "pspnet": {"encoder": "resnet18", "psp_out_channels": 16},
     "linknet": {"encoder": "resnet18"},
     "manet": {"encoder": "resnet18", "decoder_channels": (16, 8, 8, 8, 8), "decoder_pab_channels": 8},

@@ -45,7 +45,10 @@ def test_unexportable_size_is_a_clear_error(tmp_path) -> None:
 def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
     kw = {"encoder": "resnet18", "decoder_channels": [8, 8, 8, 8, 8]}
     model = build_model("unet", num_classes=2, **kw).eval()
-    ckpt = save_checkpoint({"model": model.state_dict(), "config": {"model": {"name": "unet", **kw}}, "num_classes": 2}, tmp_path / "best.pt")
+    ckpt = save_checkpoint(
+        {"model": model.state_dict(), "config": {"model": {"name": "unet", **kw}}, "num_classes": 2},
+        tmp_path / "best.pt",
+    )
     out = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--size", "40", "72"]) == 0
     assert "wrote" in capsys.readouterr().out

@@ -76,7 +76,9 @@ def test_gradcheck_and_seg_only() -> None:
 
 def test_trainer_uses_default_loss_and_reports_both_terms(tiny_shapes, tmp_path) -> None:
     data = tiny_shapes("train", 2, 32)
-    model = build_model("gated_scnn", num_classes=data.num_classes, encoder="resnet18", aspp_channels=8, output_stride=32)
+    model = build_model(
+        "gated_scnn", num_classes=data.num_classes, encoder="resnet18", aspp_channels=8, output_stride=32
+    )
     assert build_loss(model.default_loss).__class__ is GatedSCNNLoss
     trainer = Trainer(model, train_data=data, epochs=1, batch_size=2, device="cpu",
                       out_dir=tmp_path, log_every=1, scheduler=None)  # fmt: skip

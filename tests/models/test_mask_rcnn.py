@@ -56,7 +56,9 @@ def test_train_step_on_shapes_then_eval_outputs() -> None:
         (out,) = model([samples[0]["image"]])
     assert set(out) == {"boxes", "labels", "scores", "masks"}
     k = out["boxes"].shape[0]
-    assert k > 0 and out["boxes"].shape == (k, 4) and out["scores"].shape == (k,) and out["masks"].shape == (k, 1, 64, 64)
+    assert (
+        k > 0 and out["boxes"].shape == (k, 4) and out["scores"].shape == (k,) and out["masks"].shape == (k, 1, 64, 64)
+    )
 
 
 def test_box_score_thresh_filters_detections() -> None:

@@ -51,4 +51,10 @@ def test_checkpoint_of_other_class_count_lists_mismatches(tmp_path) -> None:
     src = smp.FPN(encoder_name="resnet18", encoder_weights=None, classes=5, decoder_segmentation_channels=32)
     torch.save(src.state_dict(), tmp_path / "fpn5.pth")
     with pytest.raises(CheckpointError, match=r"segmentation_head.*\(5, 32, 1, 1\)"):
-        build_model("fpn", num_classes=3, encoder="resnet18", decoder_segmentation_channels=32, weights=str(tmp_path / "fpn5.pth"))
+        build_model(
+            "fpn",
+            num_classes=3,
+            encoder="resnet18",
+            decoder_segmentation_channels=32,
+            weights=str(tmp_path / "fpn5.pth"),
+        )
