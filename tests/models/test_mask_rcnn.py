@@ -7,6 +7,7 @@ import urllib.error
 import pytest
 import torch
 import torchvision
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
 from segkit.datasets import build_dataset
 from segkit.engine.checkpoint import save_checkpoint
@@ -109,6 +110,8 @@ def test_coco_weights_load_with_category_names_or_fail_offline(monkeypatch) -> N
     model = build_model("mask_rcnn", weights="coco", min_size=64, max_size=64)
     assert model.class_names == COCO_CATEGORIES and len(COCO_CATEGORIES) == 91 and COCO_CATEGORIES[1] == "person"
     torch.testing.assert_close(model.backbone.body.conv1.weight, fake["backbone.body.conv1.weight"])
+    # Pretrained: frozen backbone BatchNorm (buffers), so torchvision's published count holds exactly.
+    assert _count(model) == MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["num_params"] == 44_401_393
 
     def offline(*a, **k):  # noqa: ANN002, ANN003
         raise urllib.error.URLError("no network")
