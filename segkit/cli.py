@@ -116,7 +116,11 @@ def _fallback_palette():  # type: ignore[no-untyped-def]
 def _cmd_export(args: argparse.Namespace) -> int:
     from segkit.export import export_onnx, model_from_checkpoint
 
-    path = export_onnx(model_from_checkpoint(args.checkpoint), args.out, tuple(args.size))
+    try:
+        path = export_onnx(model_from_checkpoint(args.checkpoint), args.out, tuple(args.size))
+    except ValueError as exc:  # a model or size ONNX cannot express: one line, not a traceback
+        print(f"segkit export: error: {exc}", file=sys.stderr)
+        return 2
     print(f"segkit export: wrote {path} (input image (N, 3, {args.size[0]}, {args.size[1]}), output logits)")
     return 0
 

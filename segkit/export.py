@@ -38,13 +38,19 @@ def export_onnx(
         The written path.
 
     Raises:
-        ValueError: ``input_size`` cannot be exported (pyramid pooling whose bins do not divide the map).
+        ValueError: a detection model, or an ``input_size`` that cannot be exported (pyramid pooling
+            whose bins do not divide the map).
 
     Example:
         >>> export_onnx(build_model("unet", num_classes=3, encoder="resnet18"), "unet.onnx", (256, 256))
     """
     if len(input_size) != 2 or min(input_size) < 1:
         raise ValueError(f"export_onnx: input_size must be (H, W) with positive sizes, got {tuple(input_size)}")
+    if hasattr(model, "roi_heads"):
+        raise ValueError(
+            "export_onnx: exports semantic models; for Mask R-CNN use torchvision's detection export "
+            "(torch.onnx.export with a list of images, see torchvision's docs)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training

@@ -57,6 +57,17 @@ def test_cli_export_from_checkpoint(tmp_path, capsys) -> None:
         np.testing.assert_allclose(_run(out, x), model(x).numpy(), atol=1e-4, rtol=0)
 
 
+def test_cli_export_bad_size_is_one_line_error(tmp_path, capsys) -> None:
+    kw = {"encoder": "resnet18", "psp_out_channels": 16}
+    model = build_model("pspnet", num_classes=2, **kw)
+    ckpt = save_checkpoint(
+        {"model": model.state_dict(), "config": {"model": {"name": "pspnet", **kw}}, "num_classes": 2},
+        tmp_path / "p.pt",
+    )
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "p.onnx"), "--size", "64", "64"]) == 2
+    assert "multiples of 96" in capsys.readouterr().err
+
+
 def test_cli_export_of_plain_state_dict_is_one_line_error(tmp_path, capsys) -> None:
     torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
     assert main(["export", "--checkpoint", str(tmp_path / "plain.pt"), "--out", str(tmp_path / "m.onnx")]) == 2
