@@ -1,4 +1,4 @@
-"""Command line: ``segkit train | evaluate | predict | report | list | inspect | runs export``."""
+"""Command line: ``segkit train | evaluate | predict | report | export | list | inspect | runs export``."""
 
 from __future__ import annotations
 
@@ -150,6 +150,18 @@ def _fallback_palette():  # type: ignore[no-untyped-def]
     return default_palette(256)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segkit.export import export_onnx, model_from_checkpoint
+
+    try:
+        path = export_onnx(model_from_checkpoint(args.checkpoint), args.out, tuple(args.size))
+    except ValueError as exc:  # a model or size ONNX cannot express: one line, not a traceback
+        print(f"segkit export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"segkit export: wrote {path} (input image (N, 3, {args.size[0]}, {args.size[1]}), output logits)")
+    return 0
+
+
 def _registries() -> dict:  # type: ignore[type-arg]
     from segkit.datasets import DATASETS
     from segkit.losses import LOSSES
@@ -250,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many validation images")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="export a checkpoint's model to ONNX")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"), help="input size traced")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("list", help="list registered models, losses, datasets or trackers")
     p.add_argument("what", nargs="?", choices=["models", "losses", "datasets", "trackers"])

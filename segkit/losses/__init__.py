@@ -16,6 +16,7 @@ from segkit.losses import (  # noqa: E402,F401
     cross_entropy,
     distance,
     focal,
+    gated_scnn,
     iou_balanced,
     lovasz,
     region,

@@ -1,12 +1,27 @@
-"""Helpers shared by the model families: input padding to a stride multiple."""
+"""Helpers shared by the model families: input padding to a stride multiple, weights loading."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PadToMultiple"]
+from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+
+__all__ = [
+    "PadToMultiple",
+    "WeightsUnavailableError",
+    "download_guard",
+    "hf_cache_dir",
+    "load_weights",
+    "torch_cache_dir",
+]
 
 
 class PadToMultiple(nn.Module):
@@ -28,7 +43,7 @@ class PadToMultiple(nn.Module):
         self.model = model
         self.multiple = multiple
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> Any:
         h, w = x.shape[-2:]
         ph = (-h) % self.multiple
         pw = (-w) % self.multiple
@@ -41,7 +56,7 @@ class PadToMultiple(nn.Module):
         return _crop(out, h, w, h + ph, w + pw)
 
 
-def _crop(out, h: int, w: int, hp: int, wp: int):  # type: ignore[no-untyped-def]
+def _crop(out: Any, h: int, w: int, hp: int, wp: int) -> Any:
     if isinstance(out, torch.Tensor):
         return out[..., :h, :w] if out.shape[-2:] == (hp, wp) else out
     if isinstance(out, (list, tuple)):
@@ -49,3 +64,78 @@ def _crop(out, h: int, w: int, hp: int, wp: int):  # type: ignore[no-untyped-def
     if isinstance(out, dict):
         return {k: _crop(v, h, w, hp, wp) for k, v in out.items()}
     return out
+
+
+class WeightsUnavailableError(CheckpointError):
+    """Pretrained weights could not be downloaded and are not cached; the message says what, where, and the fix.
+
+    Subclasses ``CheckpointError`` so the CLI reports it as one line.
+    """
+
+
+@contextlib.contextmanager
+def download_guard(what: str, source: str, cache: str) -> Iterator[None]:
+    """Turn a network failure while fetching pretrained weights into one ``WeightsUnavailableError``.
+
+    Args:
+        what: the weights asked for, e.g. ``"encoder_weights='imagenet' for resnet34"``.
+        source: where they are downloaded from (Hugging Face Hub, download.pytorch.org, ...).
+        cache: the local cache folder that was searched.
+
+    Raises:
+        WeightsUnavailableError: the wrapped block raised an ``OSError`` (``URLError``, requests'
+            ``ConnectionError``, huggingface_hub's ``LocalEntryNotFoundError`` all are) or a
+            huggingface_hub error; the urllib/requests traceback is dropped.
+    """
+    try:
+        yield
+    except WeightsUnavailableError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- filtered just below; anything else is re-raised untouched
+        if not (isinstance(exc, OSError) or type(exc).__module__.startswith(("huggingface_hub", "requests", "urllib"))):
+            raise
+        raise WeightsUnavailableError(
+            f"could not get {what}: not in the local cache ({cache}) and the download from {source} failed "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}). "
+            f"Offline? Build with random weights (None) and pass weights='/path/to/checkpoint.pt' "
+            f"(a segkit checkpoint or a plain state dict), or copy the file into the cache."
+        ) from None
+
+
+def torch_cache_dir() -> str:
+    """Return the folder where ``torch.hub`` keeps downloaded checkpoints."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def hf_cache_dir() -> str:
+    """Return the Hugging Face Hub cache folder (smp and timm weights)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover - huggingface_hub comes with smp
+        return "~/.cache/huggingface/hub"
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> nn.Module:
+    """Load a local checkpoint into ``model`` (``weights_only=True``) and return it.
+
+    Accepts a segkit checkpoint or a plain state dict. For a ``PadToMultiple`` model, a state dict
+    saved from the bare network (keys without the ``model.`` prefix, e.g. straight from smp) also fits.
+
+    Args:
+        model: the freshly built model.
+        weights: path to the file.
+
+    Returns:
+        ``model`` with the weights loaded.
+
+    Raises:
+        CheckpointError: unreadable file, or keys/shapes that do not fit (first mismatches listed).
+    """
+    state = load_checkpoint(Path(weights))["model"]
+    target = model
+    if isinstance(model, PadToMultiple) and state and not any(k.startswith("model.") for k in state):
+        target = model.model
+    load_state_dict_checked(target, state, source=str(weights))
+    return model

@@ -1,36 +1,81 @@
-"""segmentation_models_pytorch architectures by name (U-Net, ...), with any input size."""
+"""segmentation_models_pytorch architectures by name (U-Net, FPN, DeepLabV3, SegFormer, ...), with any input size."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import segmentation_models_pytorch as smp
 from torch import nn
 
 from segkit.models import MODELS
-from segkit.models._utils import PadToMultiple
+from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir, load_weights
 
-__all__ = ["unet"]
+__all__ = ["SMP_ARCHITECTURES", "build_smp", "unet"]
+
+# Registered name -> (smp class, one-line description). Every architecture takes the same common
+# arguments (see ``build_smp``); architecture-specific options are passed through to smp unchanged.
+SMP_ARCHITECTURES: dict[str, tuple[type[nn.Module], str]] = {
+    "unetplusplus": (smp.UnetPlusPlus, "U-Net++ (Zhou et al. 2018): nested dense skip connections"),
+    "fpn": (smp.FPN, "Feature Pyramid Network (Kirillov et al. 2019, panoptic FPN head)"),
+    "pspnet": (smp.PSPNet, "PSPNet (Zhao et al. 2017): pyramid pooling module"),
+    "linknet": (smp.Linknet, "LinkNet (Chaurasia & Culurciello 2017): light additive skip decoder"),
+    "manet": (smp.MAnet, "MA-Net (Fan et al. 2020): multi-scale attention decoder"),
+    "pan": (smp.PAN, "Pyramid Attention Network (Li et al. 2018)"),
+    "upernet": (smp.UPerNet, "UPerNet (Xiao et al. 2018): PPM + FPN fusion"),
+    "segformer": (smp.Segformer, "SegFormer all-MLP decoder (Xie et al. 2021) on any encoder"),
+    "deeplabv3": (smp.DeepLabV3, "DeepLabV3 (Chen et al. 2017): ASPP on a dilated (output stride 8) encoder"),
+    "deeplabv3plus": (smp.DeepLabV3Plus, "DeepLabV3+ (Chen et al. 2018): ASPP + low-level decoder, output stride 16"),
+}
 
 
-def _build_smp(
+def build_smp(
     arch: type[nn.Module],
     num_classes: int,
-    encoder: str,
-    encoder_weights: str | None,
-    in_channels: int,
-    aux_params: dict[str, Any] | None,
+    encoder: str = "resnet34",
+    encoder_weights: str | None = None,
+    in_channels: int = 3,
+    aux_params: dict[str, Any] | None = None,
+    weights: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    model = arch(
-        encoder_name=encoder,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=num_classes,
-        aux_params=aux_params,
-        **kwargs,
-    )
-    return PadToMultiple(model, multiple=32)
+    """Build one smp architecture wrapped in ``PadToMultiple(32)``.
+
+    Args:
+        arch: the smp class (``smp.Unet``, ``smp.FPN``, ...).
+        num_classes: output channels (classes, background included).
+        encoder: smp/timm encoder name ("resnet18", "resnet34", "efficientnet-b0", "tu-<timm name>", ...).
+        encoder_weights: None (random init) or "imagenet" (downloaded by smp from the Hugging Face Hub
+            when online; offline and not cached: one ``WeightsUnavailableError``).
+        in_channels: input image channels.
+        aux_params: smp classification head options, passed through (the model then returns
+            ``(mask_logits, class_logits)``).
+        weights: path to a local checkpoint (segkit checkpoint or plain state dict) loaded after building.
+        **kwargs: architecture-specific smp options (``decoder_channels``, ``encoder_depth``, ...).
+
+    Returns:
+        A module mapping ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H, W)`` for any H, W:
+        inputs are padded to a multiple of 32 internally (PAN: 8 x its encoder output stride, 128 by
+        default) and outputs cropped back.
+    """
+    name = getattr(arch, "__name__", str(arch))
+    with download_guard(
+        f"encoder_weights={encoder_weights!r} for {name} encoder {encoder!r}",
+        "the Hugging Face Hub (smp-hub / timm)",
+        hf_cache_dir(),
+    ):
+        model = arch(
+            encoder_name=encoder,
+            encoder_weights=encoder_weights,
+            in_channels=in_channels,
+            classes=num_classes,
+            aux_params=aux_params,
+            **kwargs,
+        )
+    # PAN's feature pyramid attention halves the deepest (stride 16 or 32) map three more times.
+    multiple = 8 * int(kwargs.get("encoder_output_stride", 16)) if arch is smp.PAN else 32
+    wrapped = PadToMultiple(model, multiple=multiple)
+    return load_weights(wrapped, weights) if weights is not None else wrapped
 
 
 @MODELS.register("unet")
@@ -42,6 +87,7 @@ def unet(
     encoder_depth: int = 5,
     decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
     aux_params: dict[str, Any] | None = None,
+    weights: str | None = None,
 ) -> nn.Module:
     """U-Net (Ronneberger et al. 2015) from segmentation_models_pytorch, on any smp/timm encoder.
 
@@ -53,18 +99,58 @@ def unet(
         encoder_depth: encoder stages used (3-5).
         decoder_channels: decoder widths, one per stage.
         aux_params: smp classification head options, passed through.
+        weights: path to a local checkpoint loaded after building.
 
     Returns:
         A module mapping ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H, W)``; any H, W
         (inputs are padded to a multiple of 32 internally and outputs cropped back).
     """
-    return _build_smp(
+    return build_smp(
         smp.Unet,
         num_classes,
         encoder,
         encoder_weights,
         in_channels,
         aux_params,
+        weights,
         encoder_depth=encoder_depth,
         decoder_channels=tuple(decoder_channels),
     )
+
+
+def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..., nn.Module]:
+    def builder(
+        num_classes: int,
+        encoder: str = "resnet34",
+        encoder_weights: str | None = None,
+        in_channels: int = 3,
+        aux_params: dict[str, Any] | None = None,
+        weights: str | None = None,
+        **kwargs: Any,
+    ) -> nn.Module:
+        for key, value in kwargs.items():
+            if isinstance(value, list):  # YAML gives lists where smp expects tuples
+                kwargs[key] = tuple(value)
+        return build_smp(arch, num_classes, encoder, encoder_weights, in_channels, aux_params, weights, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"""{summary}, from segmentation_models_pytorch (``smp.{arch.__name__}``).
+
+    Args:
+        num_classes: output channels (classes, background included).
+        encoder: smp/timm encoder name ("resnet34" default).
+        encoder_weights: None (random init, the default) or "imagenet".
+        in_channels: input image channels.
+        aux_params: smp classification head options, passed through.
+        weights: path to a local checkpoint loaded after building.
+        **kwargs: further ``smp.{arch.__name__}`` options, passed through unchanged.
+
+    Returns:
+        A module mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H, W)`` logits for any H, W
+        (padded to a multiple of 32 internally, output cropped back).
+    """
+    return builder
+
+
+for _name, (_arch, _summary) in SMP_ARCHITECTURES.items():
+    MODELS.register(_name)(_make_builder(_name, _arch, _summary))

@@ -1,0 +1,230 @@
+"""Mask R-CNN from torchvision (ResNet-50 FPN v1/v2, MobileNetV3-Large FPN) with Matterport-style options and weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
+from torchvision.models._meta import _COCO_CATEGORIES
+from torchvision.models.detection import (
+    MaskRCNN,
+    MaskRCNN_ResNet50_FPN_V2_Weights,
+    MaskRCNN_ResNet50_FPN_Weights,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.models.mobilenetv3 import mobilenet_v3_large
+from torchvision.ops import misc as misc_nn_ops
+
+from segkit.engine.checkpoint import load_checkpoint, load_state_dict_checked
+from segkit.models import MODELS
+from segkit.models._utils import download_guard, torch_cache_dir
+
+__all__ = ["BACKBONES", "COCO_CATEGORIES", "mask_rcnn", "replace_predictors"]
+
+#: The 91 COCO category names of torchvision's detection weights, index = label ("__background__" = 0,
+#: "N/A" for the ids COCO leaves unused).
+COCO_CATEGORIES: list[str] = list(_COCO_CATEGORIES)
+
+BACKBONES = ("resnet50_fpn", "resnet50_fpn_v2", "mobilenet_v3_large")
+
+_COCO_WEIGHTS = {
+    "resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+    "resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+}
+
+
+def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
+    """Give ``model`` new (randomly initialised) box and mask predictors for ``num_classes``; keep the rest.
+
+    Args:
+        model: a torchvision ``MaskRCNN``.
+        num_classes: classes including background.
+
+    Returns:
+        ``model``, changed in place.
+    """
+    box = model.roi_heads.box_predictor
+    model.roi_heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, num_classes)
+    mask = model.roi_heads.mask_predictor
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(
+        mask.conv5_mask.in_channels, mask.conv5_mask.out_channels, num_classes
+    )
+    return model
+
+
+def _build(
+    backbone: str,
+    num_classes: int,
+    coco: bool,
+    weights_backbone: str | None,
+    trainable_backbone_layers: int | None,
+    rpn_anchor_sizes: Sequence[int] | None,
+    kwargs: dict[str, Any],
+) -> MaskRCNN:
+    if backbone in ("resnet50_fpn", "resnet50_fpn_v2"):
+        if rpn_anchor_sizes is not None:
+            if len(rpn_anchor_sizes) != 5:
+                raise ValueError(
+                    f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level (5), got {list(rpn_anchor_sizes)}"
+                )
+            sizes = tuple((int(s),) for s in rpn_anchor_sizes)
+            kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        builder = maskrcnn_resnet50_fpn if backbone == "resnet50_fpn" else maskrcnn_resnet50_fpn_v2
+        bb_enum = ResNet50_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
+        enum = _COCO_WEIGHTS[backbone] if coco else None
+        what = (
+            f"weights='coco' for mask_rcnn {backbone} ({enum.url})"
+            if enum
+            else f"weights_backbone='imagenet' ({ResNet50_Weights.IMAGENET1K_V1.url})"
+        )
+        with download_guard(what, "download.pytorch.org", torch_cache_dir()):
+            return builder(
+                weights=enum,
+                weights_backbone=bb_enum,
+                num_classes=91 if coco else num_classes,
+                trainable_backbone_layers=trainable_backbone_layers,
+                progress=False,
+                **kwargs,
+            )
+    # MobileNetV3-Large FPN: torchvision's Faster R-CNN recipe with a mask head; no COCO mask weights exist.
+    if coco:
+        raise ValueError(
+            "mask_rcnn: torchvision has no COCO Mask R-CNN weights for backbone='mobilenet_v3_large'; "
+            "use backbone='resnet50_fpn' or 'resnet50_fpn_v2', or weights='/path/to/checkpoint.pt'"
+        )
+    bb_enum2 = MobileNet_V3_Large_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
+    trained = bb_enum2 is not None
+    layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if trained else 6)
+    norm = misc_nn_ops.FrozenBatchNorm2d if trained else nn.BatchNorm2d
+    with download_guard(
+        f"weights_backbone='imagenet' ({MobileNet_V3_Large_Weights.IMAGENET1K_V1.url})",
+        "download.pytorch.org",
+        torch_cache_dir(),
+    ):
+        net = mobilenet_v3_large(weights=bb_enum2, progress=False, norm_layer=norm)
+    body = _mobilenet_extractor(net, True, layers)
+    level_sizes = tuple(int(s) for s in (rpn_anchor_sizes or (32, 64, 128, 256, 512)))
+    anchors = AnchorGenerator((level_sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
+    return MaskRCNN(body, num_classes, rpn_anchor_generator=anchors, **kwargs)
+
+
+def _freeze_backbone(model: MaskRCNN, trainable_layers: int) -> None:
+    """Swap the ResNet body's BatchNorm for FrozenBatchNorm2d and freeze all but the last stages."""
+    body = model.backbone.body
+    for module in list(body.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, child_name, misc_nn_ops.FrozenBatchNorm2d(child.num_features))
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        trainable.append("bn1")
+    for name, param in body.named_parameters():
+        if all(not name.startswith(layer) for layer in trainable):
+            param.requires_grad_(False)
+
+
+@MODELS.register("mask_rcnn")
+def mask_rcnn(
+    num_classes: int = 91,
+    backbone: str = "resnet50_fpn",
+    weights: str | Path | None = None,
+    weights_backbone: str | None = None,
+    trainable_backbone_layers: int | None = None,
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    box_detections_per_img: int = 100,
+    rpn_anchor_sizes: Sequence[int] | None = None,
+    min_size: int = 800,
+    max_size: int = 1333,
+    class_names: Sequence[str] | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Mask R-CNN (He et al. 2017) from torchvision, with the interface of torchvision's model unchanged.
+
+    Train mode: ``model(images, targets)`` with a list of ``(3, H, W)`` float images in [0, 1] and a list
+    of target dicts (``boxes``, ``labels``, ``masks``) returns a dict of losses. Eval mode:
+    ``model(images)`` returns a list of dicts ``boxes (K, 4)``, ``labels (K,)``, ``scores (K,)``,
+    ``masks (K, 1, H, W)``. The options mirror Matterport's config names:
+
+    Args:
+        num_classes: classes including background (91 for COCO).
+        backbone: "resnet50_fpn" (v1), "resnet50_fpn_v2" (improved recipe) or "mobilenet_v3_large" (FPN, lighter).
+        weights: None (random init), "coco" (torchvision's COCO weights, downloaded once to the torch
+            cache when online; a different ``num_classes`` replaces the box and mask predictors and keeps the
+            rest), or a path to a local checkpoint (segkit checkpoint or plain state dict; its class count
+            is read from the predictor, which is replaced the same way when it differs).
+        weights_backbone: None or "imagenet" (ImageNet backbone when ``weights`` is None).
+        trainable_backbone_layers: backbone stages left trainable (torchvision's default when None).
+        box_score_thresh: DETECTION_MIN_CONFIDENCE: detections scoring below are dropped.
+        box_nms_thresh: DETECTION_NMS_THRESHOLD: per-class NMS IoU threshold.
+        box_detections_per_img: DETECTION_MAX_INSTANCES.
+        rpn_anchor_sizes: RPN_ANCHOR_SCALES, one size per FPN level (5 for ResNet-50 FPN; the
+            MobileNet variant uses all sizes on each of its 3 levels).
+        min_size: IMAGE_MIN_DIM: images are resized so their short side is this.
+        max_size: IMAGE_MAX_DIM: cap on the long side.
+        class_names: names by label; defaults to ``COCO_CATEGORIES`` for 91 classes with ``weights="coco"``.
+        **options: further torchvision ``MaskRCNN`` options, passed through (``rpn_post_nms_top_n_train``
+            = POST_NMS_ROIS_TRAINING, ``box_batch_size_per_image`` = TRAIN_ROIS_PER_IMAGE,
+            ``rpn_batch_size_per_image`` = RPN_TRAIN_ANCHORS_PER_IMAGE, ``image_mean``/``image_std``, ...).
+
+    Returns:
+        The torchvision ``MaskRCNN``, with ``class_names`` (list or None) set.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"mask_rcnn: backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+    if weights_backbone not in (None, "imagenet"):
+        raise ValueError(f"mask_rcnn: weights_backbone must be None or 'imagenet', got {weights_backbone!r}")
+    kwargs: dict[str, Any] = dict(
+        box_score_thresh=box_score_thresh,
+        box_nms_thresh=box_nms_thresh,
+        box_detections_per_img=box_detections_per_img,
+        min_size=min_size,
+        max_size=max_size,
+        **options,
+    )
+    coco = weights == "coco"
+    state: dict[str, torch.Tensor] | None = None
+    names = list(class_names) if class_names is not None else None
+    build_classes = num_classes
+    if weights is not None and not coco:
+        ckpt = load_checkpoint(weights)
+        state = ckpt["model"]
+        key = "roi_heads.box_predictor.cls_score.weight"
+        if key not in state:
+            raise ValueError(f"mask_rcnn: {weights} is not a Mask R-CNN checkpoint (no {key!r})")
+        build_classes = int(state[key].shape[0])
+        if names is None and build_classes == num_classes and ckpt.get("class_names"):
+            names = list(ckpt["class_names"])
+    model = _build(
+        backbone,
+        build_classes,
+        coco,
+        None if (coco or state is not None) else weights_backbone,
+        trainable_backbone_layers,
+        rpn_anchor_sizes,
+        kwargs,
+    )
+    if state is not None:
+        if backbone == "resnet50_fpn" and not any(
+            k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state
+        ):
+            # Saved from a pretrained (frozen-BN) model such as torchvision's COCO weights: match its
+            # layout and, like torchvision, leave only the last 3 stages trainable.
+            _freeze_backbone(model, 3 if trainable_backbone_layers is None else trainable_backbone_layers)
+        load_state_dict_checked(model, state, source=str(weights))
+    loaded_classes = 91 if coco else build_classes
+    if loaded_classes != num_classes:
+        replace_predictors(model, num_classes)
+    if names is None and coco and num_classes == 91:
+        names = list(COCO_CATEGORIES)
+    model.class_names = names
+    return model

@@ -1,0 +1,121 @@
+"""Mask R-CNN: torchvision's parameter count and interface, a train step on shapes, score threshold, weights."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
+
+from segkit.datasets import build_dataset
+from segkit.engine.checkpoint import save_checkpoint
+from segkit.models import build_model
+from segkit.models._utils import WeightsUnavailableError
+from segkit.models.mask_rcnn import COCO_CATEGORIES
+
+# Small and cheap: 64 px images, few proposals and sampled RoIs.
+SMALL = {
+    "backbone": "mobilenet_v3_large",
+    "min_size": 64,
+    "max_size": 64,
+    "rpn_pre_nms_top_n_train": 100,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 50,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 10,  # the mask head runs on every detection: keep them few
+}
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_resnet50_fpn_91_classes_matches_torchvision_count() -> None:
+    ours = build_model("mask_rcnn", num_classes=91)
+    ref = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    assert _count(ours) == _count(ref) == 44_454_513
+
+
+def test_train_step_on_shapes_then_eval_outputs() -> None:
+    data = build_dataset("shapes", split="train", num_images=2, image_size=64, task="instance")
+    model = build_model("mask_rcnn", num_classes=data.num_classes, **SMALL)
+    samples = [data[0], data[1]]
+    model.train()
+    losses = model([s["image"] for s in samples], [s["target"] for s in samples])
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.weight.grad is not None
+
+    model.eval()
+    model.roi_heads.score_thresh = 0.0  # keep every detection of the untrained model
+    with torch.no_grad():
+        (out,) = model([samples[0]["image"]])
+    assert set(out) == {"boxes", "labels", "scores", "masks"}
+    k = out["boxes"].shape[0]
+    assert (
+        k > 0 and out["boxes"].shape == (k, 4) and out["scores"].shape == (k,) and out["masks"].shape == (k, 1, 64, 64)
+    )
+
+
+def test_box_score_thresh_filters_detections() -> None:
+    low = build_model("mask_rcnn", num_classes=3, box_score_thresh=0.0, **SMALL).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        # An untrained model scores every box alike: calibrate BatchNorm on a few images and use a
+        # wider classifier init so the scores spread out.
+        low.backbone.train()
+        low.backbone(torch.rand(4, 3, 64, 64))
+        low.eval()
+        low.roi_heads.box_predictor.cls_score.weight.normal_(0.0, 1.0)
+    image = torch.rand(3, 64, 64)
+    with torch.no_grad():
+        (a,) = low([image])
+    thresh = float(a["scores"].median())
+    high = build_model("mask_rcnn", num_classes=3, box_score_thresh=thresh, **SMALL).eval()
+    high.load_state_dict(low.state_dict())
+    with torch.no_grad():
+        (b,) = high([image])
+    # Greedy NMS keeps a box iff no higher-scored kept box overlaps it, so the survivors above the
+    # threshold are the same with or without the low-scored ones: exactly a's detections above it.
+    keep = a["scores"] > thresh
+    assert 0 < int(keep.sum()) < a["scores"].numel()
+    torch.testing.assert_close(b["scores"], a["scores"][keep])
+    torch.testing.assert_close(b["boxes"], a["boxes"][keep])
+
+
+def test_local_checkpoint_fine_tunes_to_new_class_count(tmp_path) -> None:
+    src = build_model("mask_rcnn", num_classes=4, class_names=["bg", "a", "b", "c"], **SMALL)
+    save_checkpoint({"model": src.state_dict(), "class_names": src.class_names}, tmp_path / "det.pt")
+    same = build_model("mask_rcnn", num_classes=4, weights=str(tmp_path / "det.pt"), **SMALL)
+    assert same.class_names == ["bg", "a", "b", "c"]
+    new = build_model("mask_rcnn", num_classes=2, weights=str(tmp_path / "det.pt"), **SMALL)
+    assert new.roi_heads.box_predictor.cls_score.out_features == 2
+    assert new.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
+    ref = src.state_dict()
+    for key, value in new.state_dict().items():
+        if not key.startswith(("roi_heads.box_predictor", "roi_heads.mask_predictor")):
+            assert torch.equal(value, ref[key]), key
+
+
+def test_coco_weights_load_with_category_names_or_fail_offline(monkeypatch) -> None:
+    import torchvision.models._api as api
+
+    fake = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+    monkeypatch.setattr(api, "load_state_dict_from_url", lambda *a, **k: fake)
+    model = build_model("mask_rcnn", weights="coco", min_size=64, max_size=64)
+    assert model.class_names == COCO_CATEGORIES and len(COCO_CATEGORIES) == 91 and COCO_CATEGORIES[1] == "person"
+    torch.testing.assert_close(model.backbone.body.conv1.weight, fake["backbone.body.conv1.weight"])
+    # Pretrained: frozen backbone BatchNorm (buffers), so torchvision's published count holds exactly.
+    assert _count(model) == MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["num_params"] == 44_401_393
+
+    def offline(*a, **k):  # noqa: ANN002, ANN003
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsUnavailableError, match=r"weights='coco'.*cache.*weights='/path"):
+        build_model("mask_rcnn", weights="coco")
