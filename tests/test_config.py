@@ -50,7 +50,7 @@ def test_int_is_accepted_for_float():
         ("train.epochs=2.5", "train.epochs: expected int, got float"),
         ("train.lr=true", "train.lr: expected float, got bool"),
         ("model.encodr=resnet18", "model.encodr: unknown key (did you mean 'encoder'?)"),
-        ("model.name=unetx", "model.name: no entry named 'unetx' in models. Did you mean 'unet'?"),
+        ("model.name=unetx", "model.name: no entry named 'unetx' in models. Did you mean 'unet'"),
         ("data.image_sise=3", "data (train split).image_sise: unknown key"),
         ("loss.name=cee", "loss.name: no entry named 'cee'"),
     ],
