@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint
+from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
 
-__all__ = ["ModelEMA", "ResumableSampler", "find_resume_checkpoint", "get_rng_state", "seed_everything", "set_rng_state"]
+if TYPE_CHECKING:
+    from segkit.engine.trainer import Trainer
+
+__all__ = [
+    "ModelEMA",
+    "ResumableSampler",
+    "as_dataset",
+    "find_resume_checkpoint",
+    "get_rng_state",
+    "resolve_device",
+    "restore_training_state",
+    "seed_everything",
+    "set_rng_state",
+    "to_device",
+    "training_state",
+    "truncate_jsonl",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -27,7 +44,7 @@ def seed_everything(seed: int) -> None:
 def get_rng_state() -> dict[str, Any]:
     """Return the Python, NumPy, torch and CUDA RNG states as plain data (``weights_only``-loadable)."""
     py_version, py_state, py_gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)), *map(float, np_state[2:])],
@@ -176,3 +193,93 @@ def find_resume_checkpoint(resume: str | Path, out_dir: Path) -> tuple[Path, dic
     found.sort(key=lambda item: (item[0], item[1]))
     _, _, path, state = found[-1]
     return path, state
+
+
+def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data checkpoint of a trainer (see ``Trainer.checkpoint_state``)."""
+    return {
+        "model": trainer.module.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
+        "epoch": trainer.epoch,
+        "global_step": trainer.global_step,
+        "batches_done": trainer.batches_done,
+        "epoch_loss": trainer._epoch_loss.detach().cpu().clone(),
+        "nonfinite": [trainer.nonfinite_steps, trainer._consecutive_nonfinite],
+        "rng": get_rng_state(),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
+        "config": trainer.config,
+        "task": trainer.task,
+        "num_classes": trainer.num_classes,
+        "class_names": trainer.class_names,
+        "ignore_index": trainer.ignore_index,
+        "palette": None if trainer.palette is None else np.asarray(trainer.palette).astype(int).tolist(),
+        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+    }
+
+
+def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str = "checkpoint") -> None:
+    """Load what ``training_state`` saved into a trainer whose optimizer and scheduler exist."""
+    load_state_dict_checked(trainer.module, state["model"], source=source)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.scheduler is not None and state.get("scheduler") is not None:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.scaler is not None and state.get("scaler") is not None:
+        trainer.scaler.load_state_dict(state["scaler"])
+    if trainer.ema is not None and state.get("ema") is not None:
+        trainer.ema.load_state_dict(state["ema"])
+    for cb, cb_state in zip(trainer.callbacks, state.get("callbacks") or []):
+        if cb_state is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
+    trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
+    trainer.batches_done = int(state.get("batches_done", 0))
+    if "epoch_loss" in state:
+        trainer._epoch_loss = state["epoch_loss"].to(trainer.device)
+    trainer.nonfinite_steps, trainer._consecutive_nonfinite = state.get("nonfinite", [0, 0])
+    if "rng" in state:
+        set_rng_state(state["rng"])
+
+
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """Move tensors (also inside lists and dicts) to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=torch.device(device).type == "cuda")
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Drop the rows logged after ``step`` (by the run that was interrupted) so none is duplicated."""
+    if not path.is_file():
+        return
+    import json
+
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    path.write_text("".join(ln + "\n" for ln in lines if int(json.loads(ln).get("step", 0)) <= step))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other strings as ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_dataset(data: Dataset | str | None, split: str) -> Dataset | None:
+    """A dataset object, or one built by name for ``split``."""
+    from segkit.datasets import build_dataset
+
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, str):
+        return build_dataset(data, split=split)
+    if isinstance(data, Iterable):
+        return data
+    raise TypeError(f"expected a Dataset or a dataset name, got {type(data).__name__}")

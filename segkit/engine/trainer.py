@@ -6,9 +6,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,14 +19,23 @@ from tqdm import tqdm
 from segkit.datasets import build_dataset, collate_instances, collate_semantic
 from segkit.engine import distributed as ddp
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from segkit.engine.checkpoint import load_state_dict_checked, save_checkpoint
+from segkit.engine.checkpoint import save_checkpoint
 from segkit.engine.optim import build_optimizer, build_scheduler
-from segkit.engine.state import ModelEMA, ResumableSampler, find_resume_checkpoint, get_rng_state, seed_everything, set_rng_state
-from segkit.engine.visuals import conv_weights, prediction_overlay
+from segkit.engine.reporting import epoch_line, log_visuals, open_trackers
+from segkit.engine.state import (
+    ModelEMA,
+    ResumableSampler,
+    as_dataset,
+    find_resume_checkpoint,
+    resolve_device,
+    restore_training_state,
+    seed_everything,
+    to_device,
+    training_state,
+)
 from segkit.losses import build_loss
 from segkit.metrics import CocoEvaluator, ConfusionMatrix
 from segkit.models import build_model
-from segkit.tracking import build_tracker
 
 __all__ = ["Trainer", "seed_everything"]
 
@@ -157,12 +167,12 @@ class Trainer:
         self.log_every = max(1, int(log_every))
         self.checkpoint_every = checkpoint_every
         self.config = dict(config) if config is not None else None
-        self.dist, self.device = ddp.init_distributed(_resolve_device(device))
+        self.dist, self.device = ddp.init_distributed(resolve_device(device))
         self.is_main_process = self.dist.is_main
         seed_everything(self.seed)
 
-        self.train_data = _as_dataset(train_data, "train")
-        self.val_data = _as_dataset(val_data, "val")
+        self.train_data = as_dataset(train_data, "train")
+        self.val_data = as_dataset(val_data, "val")
         meta = self.train_data if self.train_data is not None else self.val_data
         self.num_classes: int | None = getattr(meta, "num_classes", None)
         self.ignore_index: int = getattr(meta, "ignore_index", 255)
@@ -176,12 +186,16 @@ class Trainer:
         self.ema = ModelEMA(module, ema) if ema is not None else None
         self.model = ddp.wrap_model(module, self.dist, self.device, sync_bn)
         # A model may name the loss it is trained with (Gated-SCNN's dual-task loss); else cross-entropy.
-        default_loss = None if task == "instance" else getattr(module, "default_loss", "ce")
-        self.loss_fn = build_loss(loss if loss is not None else default_loss) if (loss or default_loss) else None
+        chosen: Any = (
+            loss if loss is not None else (None if task == "instance" else getattr(module, "default_loss", "ce"))
+        )
+        self.loss_fn = build_loss(chosen) if chosen is not None else None
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn = self.loss_fn.to(self.device)
 
-        self.callbacks: list[Callback] = [ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last if keep_last > 1 else 0)]
+        self.callbacks: list[Callback] = [
+            ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last if keep_last > 1 else 0)
+        ]
         if early_stop_patience is not None:
             self.callbacks.append(EarlyStopping(f"val/{self.monitor}", patience=early_stop_patience))
         self.callbacks.extend(callbacks)
@@ -251,7 +265,7 @@ class Trainer:
 
     def move_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Move the tensors of a collated batch (also inside lists and dicts) to ``self.device``."""
-        out = {k: _to_device(v, self.device) for k, v in batch.items()}
+        out = {k: to_device(v, self.device) for k, v in batch.items()}
         if self.channels_last and isinstance(out.get("image"), torch.Tensor):
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
         return out
@@ -323,9 +337,8 @@ class Trainer:
         """
         if self.train_data is None:
             raise ValueError("fit: no train_data was given")
-        self.train_sampler = ResumableSampler(
-            len(self.train_data), True, self.seed, self.dist.rank, self.dist.world_size  # type: ignore[arg-type]
-        )
+        size = len(self.train_data)  # type: ignore[arg-type]
+        self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size)
         self.train_loader = self._loader(self.train_data, self.train_sampler)
         self.batches_per_epoch = math.ceil(self.train_sampler.full_length() / self.batch_size)
         self.optimizer, self.scheduler = self.configure_optimizers()
@@ -351,8 +364,9 @@ class Trainer:
                 self.epoch, self.batches_done = epoch + 1, 0
                 self._call("on_epoch_end", metrics)
                 self._log(metrics, self.global_step)
-                self._log_visuals()
-                self._print_epoch(epoch, metrics)
+                if self.is_main_process:
+                    log_visuals(self)
+                    print(epoch_line(epoch, self.epochs, metrics), flush=True)
                 self.should_stop = ddp.broadcast_bool(self.should_stop, self.device)
                 if self.should_stop:
                     break
@@ -365,8 +379,12 @@ class Trainer:
         self.model.train()
         self.train_sampler.set_position(self.epoch, self.batches_done * self.batch_size)
         self._loader_generator.manual_seed(self.seed + self.epoch)
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
-                   disable=not (self.is_main_process and sys.stderr.isatty()))
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
+            leave=False,
+            disable=not (self.is_main_process and sys.stderr.isatty()),
+        )
         start, images = time.perf_counter(), 0
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar, start=self.batches_done):
@@ -402,8 +420,11 @@ class Trainer:
         if self.dist.enabled:
             torch.distributed.all_reduce(total)
         self._epoch_loss.zero_()
-        return {"loss": float(total[0] / total[1].clamp_min(1)), "images_per_s": images * self.dist.world_size / max(elapsed, 1e-9),
-                "nonfinite_steps": float(self.nonfinite_steps)}
+        return {
+            "loss": float(total[0] / total[1].clamp_min(1)),
+            "images_per_s": images * self.dist.world_size / max(elapsed, 1e-9),
+            "nonfinite_steps": float(self.nonfinite_steps),
+        }
 
     def _optimizer_step(self) -> None:
         if self.grad_clip is not None:
@@ -426,8 +447,9 @@ class Trainer:
         step_metrics = {f"train/{k}": float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor)}
         step_metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
         self._log(step_metrics, self.global_step)
-        bar.set_postfix(loss=f"{step_metrics['train/loss']:.4f}", lr=f"{step_metrics['train/lr']:.2e}",
-                        img_s=f"{images_per_s:.1f}")
+        bar.set_postfix(
+            loss=f"{step_metrics['train/loss']:.4f}", lr=f"{step_metrics['train/lr']:.2e}", img_s=f"{images_per_s:.1f}"
+        )
 
     def _skip_nonfinite(self) -> None:
         self.nonfinite_steps += 1
@@ -449,14 +471,17 @@ class Trainer:
         data = data if data is not None else self.val_data
         if data is None:
             raise ValueError("validate: no validation data")
-        sampler = ResumableSampler(len(data), False, rank=self.dist.rank, world_size=self.dist.world_size, pad=False)  # type: ignore[arg-type]
+        size = len(data)  # type: ignore[arg-type]
+        sampler = ResumableSampler(size, False, rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
         loader = self._loader(data, sampler)
-        num_classes = self.num_classes or getattr(data, "num_classes")
+        num_classes = self.num_classes or int(data.num_classes)  # type: ignore[attr-defined]
         evaluator: Any
         if self.task == "instance":
             evaluator = CocoEvaluator(num_classes, self.class_names)
         else:
-            evaluator = ConfusionMatrix(num_classes, self.ignore_index, device=self.device, class_names=self.class_names)
+            evaluator = ConfusionMatrix(
+                num_classes, self.ignore_index, device=self.device, class_names=self.class_names
+            )
         model = self.eval_model
         was_training = model.training
         model.eval()
@@ -464,7 +489,7 @@ class Trainer:
             batch = self.move_to_device(batch)
             pred = self.validation_step(batch, model)
             if self.task == "instance":
-                evaluator.update([_to_device(t, "cpu") for t in batch["target"]], [_to_device(p, "cpu") for p in pred])
+                evaluator.update([to_device(t, "cpu") for t in batch["target"]], [to_device(p, "cpu") for p in pred])
             else:
                 evaluator.update(pred, batch["mask"])
         model.train(was_training)
@@ -484,28 +509,9 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints and resume
     def checkpoint_state(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Return the plain-data state written to checkpoints (loadable with ``weights_only=True``)."""
-        return {
-            "model": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "batches_done": self.batches_done,
-            "epoch_loss": self._epoch_loss.detach().cpu().clone(),
-            "nonfinite": [self.nonfinite_steps, self._consecutive_nonfinite],
-            "rng": get_rng_state(),
-            "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
-            "config": self.config,
-            "task": self.task,
-            "num_classes": self.num_classes,
-            "class_names": self.class_names,
-            "ignore_index": self.ignore_index,
-            "palette": None if self.palette is None else torch.as_tensor(self.palette).int().tolist(),
-            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks],
-        }
+        """Return the plain-data state written to checkpoints (loadable with ``weights_only=True``):
+        model, optimizer, scheduler, scaler, EMA, epoch/step/batch position, RNG states, callbacks."""
+        return training_state(self, metrics)
 
     def save_checkpoint(self, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
         """Atomically write the checkpoint to ``path`` and the resolved config beside it."""
@@ -524,26 +530,13 @@ class Trainer:
         return self.save_checkpoint(last, metrics)
 
     def load_training_state(self, resume: str | Path) -> None:
-        """Restore everything ``checkpoint_state`` saved (called by ``fit(resume=...)``)."""
+        """Restore everything ``checkpoint_state`` saved (called by ``fit(resume=...)``).
+
+        Args:
+            resume: ``"last"`` (with fallback, see ``find_resume_checkpoint``) or a checkpoint path.
+        """
         path, state = find_resume_checkpoint(resume, self.out_dir)
-        load_state_dict_checked(self.module, state["model"], source=str(path))
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state.get("scaler") is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        for cb, cb_state in zip(self.callbacks, state.get("callbacks") or []):
-            if cb_state is not None and hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(cb_state)
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.batches_done = int(state.get("batches_done", 0))
-        if "epoch_loss" in state:
-            self._epoch_loss = state["epoch_loss"].to(self.device)
-        self.nonfinite_steps, self._consecutive_nonfinite = state.get("nonfinite", [0, 0])
-        if "rng" in state:
-            set_rng_state(state["rng"])
+        restore_training_state(self, state, str(path))
         self._resumed_step = self.global_step
         if self.is_main_process:
             print(f"resuming from {path}: epoch {self.epoch + 1}, batch {self.batches_done}, step {self.global_step}")
@@ -564,9 +557,13 @@ class Trainer:
         self._loader_generator = torch.Generator()
         self._loader_generator.manual_seed(self.seed)
         return DataLoader(
-            data, batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
+            data,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.workers,
             collate_fn=collate_instances if self.task == "instance" else collate_semantic,
-            pin_memory=self.device.type == "cuda", generator=self._loader_generator,
+            pin_memory=self.device.type == "cuda",
+            generator=self._loader_generator,
             persistent_workers=self.workers > 0,
         )
 
@@ -575,16 +572,8 @@ class Trainer:
             getattr(cb, hook)(self, *payload)
 
     def _open_trackers(self) -> None:
-        if not self.is_main_process:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self._resumed_step is not None:
-            _truncate_jsonl(self.out_dir / "metrics.jsonl", self._resumed_step)
-        specs: list[Any] = ["jsonl"] + [s for s in self.tracker_specs if s != "jsonl"]
-        self.trackers = [build_tracker(s, run_dir=str(self.out_dir)) for s in specs]
-        params = self.config if self.config is not None else {"lr": self.lr, "epochs": self.epochs}
-        for t in self.trackers:
-            t.log_params(params)
+        if self.is_main_process:
+            self.trackers = open_trackers(self)
 
     def _close_trackers(self) -> None:
         for t in self.trackers:
@@ -595,67 +584,3 @@ class Trainer:
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for t in self.trackers:
             t.log_metrics(scalars, step)
-
-    def _log_visuals(self) -> None:
-        """One validation overlay to every tracker, conv-weight histograms to those with ``log_histograms``."""
-        extra = [t for t in self.trackers if type(t).__name__ != "JsonlTracker"]
-        if not extra or not self.is_main_process:
-            return
-        if self.val_data is not None:
-            overlay = prediction_overlay(self.eval_model.eval(), self.val_data[0], self.task, self.device,
-                                         self.num_classes or 2, self.palette)
-            for t in extra:
-                t.log_images({"val/prediction": overlay}, self.global_step)
-        histograms = conv_weights(self.module)
-        for t in extra:
-            if callable(getattr(t, "log_histograms", None)):
-                t.log_histograms(histograms, self.global_step)
-
-    def _print_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> None:
-        if not self.is_main_process:
-            return
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"loss {metrics['train/loss']:.4f}"]
-        if "val/miou" in metrics:
-            parts += [f"val mIoU {metrics['val/miou']:.4f}", f"pixel acc {metrics['val/pixel_accuracy']:.4f}"]
-        if "val/segm_ap" in metrics:
-            parts += [f"val mask AP {metrics['val/segm_ap']:.4f}", f"box AP {metrics['val/bbox_ap']:.4f}"]
-        parts.append(f"{metrics['train/images_per_s']:.1f} img/s")
-        print("  ".join(parts), flush=True)
-
-
-def _to_device(value: Any, device: torch.device | str) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=torch.device(device).type == "cuda")
-    if isinstance(value, list):
-        return [_to_device(v, device) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
-
-
-def _truncate_jsonl(path: Path, step: int) -> None:
-    """Drop the rows logged after ``step`` (by the run that was interrupted) so none is duplicated."""
-    if not path.is_file():
-        return
-    import json
-
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    path.write_text("".join(ln + "\n" for ln in lines if int(json.loads(ln).get("step", 0)) <= step))
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _as_dataset(data: Dataset | str | None, split: str) -> Dataset | None:
-    if data is None or isinstance(data, Dataset):
-        return data
-    if isinstance(data, str):
-        return build_dataset(data, split=split)
-    if isinstance(data, Iterable):
-        return data  # type: ignore[return-value]
-    raise TypeError(f"expected a Dataset or a dataset name, got {type(data).__name__}")

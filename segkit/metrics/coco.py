@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,9 @@ class CocoEvaluator:
         self.gt: list[dict[str, Any]] = []
         self.dt: list[dict[str, Any]] = []
 
-    def update(self, targets: Sequence[dict[str, torch.Tensor]], predictions: Sequence[dict[str, torch.Tensor]]) -> None:
+    def update(
+        self, targets: Sequence[dict[str, torch.Tensor]], predictions: Sequence[dict[str, torch.Tensor]]
+    ) -> None:
         """Add a batch.
 
         Args:
@@ -81,8 +84,14 @@ class CocoEvaluator:
                 boxes, target["labels"].tolist(), encode_masks(masks), areas.tolist(), crowd.tolist()
             ):
                 self.gt.append(
-                    {"image_id": image_id, "category_id": int(label), "bbox": box, "segmentation": rle,
-                     "area": float(area), "iscrowd": int(iscrowd)}
+                    {
+                        "image_id": image_id,
+                        "category_id": int(label),
+                        "bbox": box,
+                        "segmentation": rle,
+                        "area": float(area),
+                        "iscrowd": int(iscrowd),
+                    }
                 )
             pboxes = _xywh(pred["boxes"])
             if "masks" in pred:

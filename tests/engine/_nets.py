@@ -9,8 +9,11 @@ class TinyNet(nn.Module):
     def __init__(self, num_classes=4, dropout=0.0, width=8):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Dropout2d(dropout),
-            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2),
+            nn.ReLU(),
         )
         self.head = nn.Conv2d(width, num_classes, 1)
 

@@ -20,6 +20,9 @@ if __name__ == "__main__":
     trainer = Trainer(TinyNet(), "ce", train, val, batch_size=4, out_dir=out, **trainer_kwargs())
     metrics = trainer.fit()
     rank = torch.distributed.get_rank()
-    (out / f"rank{rank}.json").write_text(json.dumps({"world": torch.distributed.get_world_size(),
-                                                      "miou": metrics["val/miou"], "loss": metrics["train/loss"]}))
+    (out / f"rank{rank}.json").write_text(
+        json.dumps(
+            {"world": torch.distributed.get_world_size(), "miou": metrics["val/miou"], "loss": metrics["train/loss"]}
+        )
+    )
     torch.distributed.destroy_process_group()

@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_data():
     from segkit.datasets import build_dataset
 
-    return (build_dataset("shapes", split="train", num_images=16, image_size=24),
-            build_dataset("shapes", split="val", num_images=5, image_size=24))  # 5: uneven shards
+    return (
+        build_dataset("shapes", split="train", num_images=16, image_size=24),
+        build_dataset("shapes", split="val", num_images=5, image_size=24),
+    )  # 5: uneven shards
 
 
 def trainer_kwargs():
@@ -30,8 +32,16 @@ def trainer_kwargs():
 
 def test_torchrun_two_processes_match_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests/engine/ddp_train.py"), str(tmp_path / "ddp")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "tests/engine/ddp_train.py"),
+        str(tmp_path / "ddp"),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -59,11 +69,13 @@ def test_sampler_shards_cover_the_global_batches():
     full = list(one)
     # Global batch j of 2 ranks x 2 samples is the single process's batch j of 4 samples.
     for j in range(2):
-        assert sorted(shards[0][2 * j: 2 * j + 2] + shards[1][2 * j: 2 * j + 2]) == sorted(full[4 * j: 4 * j + 4])
+        assert sorted(shards[0][2 * j : 2 * j + 2] + shards[1][2 * j : 2 * j + 2]) == sorted(full[4 * j : 4 * j + 4])
     one.set_position(epoch=1, start=3)
     fresh = ResumableSampler(10, seed=2)
     fresh.set_position(epoch=1)
     assert list(one) == list(fresh)[3:]
     assert list(fresh) != full  # a new order each epoch
-    assert sorted(list(ResumableSampler(5, False, rank=0, world_size=2, pad=False)) +
-                  list(ResumableSampler(5, False, rank=1, world_size=2, pad=False))) == [0, 1, 2, 3, 4]
+    assert sorted(
+        list(ResumableSampler(5, False, rank=0, world_size=2, pad=False))
+        + list(ResumableSampler(5, False, rank=1, world_size=2, pad=False))
+    ) == [0, 1, 2, 3, 4]

@@ -27,14 +27,25 @@ def tiny_mask_rcnn(num_classes):
     backbone = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU())
     backbone.out_channels = 16
     return MaskRCNN(
-        backbone, num_classes=None, min_size=64, max_size=64,
+        backbone,
+        num_classes=None,
+        min_size=64,
+        max_size=64,
         rpn_anchor_generator=AnchorGenerator(((8, 16, 32),), ((0.5, 1.0, 2.0),)),
-        box_roi_pool=RoIAlign(["0"], 7, 2), mask_roi_pool=RoIAlign(["0"], 14, 2),
-        box_head=TwoMLPHead(16 * 7 * 7, 64), box_predictor=FastRCNNPredictor(64, num_classes),
-        mask_head=MaskRCNNHeads(16, [16], 1), mask_predictor=MaskRCNNPredictor(16, 16, num_classes),
-        rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=50,
-        rpn_post_nms_top_n_test=30, rpn_batch_size_per_image=32, box_batch_size_per_image=32,
-        box_score_thresh=0.0, box_detections_per_img=20,
+        box_roi_pool=RoIAlign(["0"], 7, 2),
+        mask_roi_pool=RoIAlign(["0"], 14, 2),
+        box_head=TwoMLPHead(16 * 7 * 7, 64),
+        box_predictor=FastRCNNPredictor(64, num_classes),
+        mask_head=MaskRCNNHeads(16, [16], 1),
+        mask_predictor=MaskRCNNPredictor(16, 16, num_classes),
+        rpn_pre_nms_top_n_train=100,
+        rpn_post_nms_top_n_train=50,
+        rpn_pre_nms_top_n_test=50,
+        rpn_post_nms_top_n_test=30,
+        rpn_batch_size_per_image=32,
+        box_batch_size_per_image=32,
+        box_score_thresh=0.0,
+        box_detections_per_img=20,
     )
 
 
@@ -51,14 +62,29 @@ def _pycocotools_ap(model, data):
             for k in range(len(t["labels"])):
                 x1, y1, x2, y2 = t["boxes"][k].tolist()
                 m = t["masks"][k].numpy()
-                anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": int(t["labels"][k]),
-                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(m.sum()), "iscrowd": 0,
-                             "segmentation": mask_util.encode(np.asfortranarray(m))})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": iid,
+                        "category_id": int(t["labels"][k]),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": float(m.sum()),
+                        "iscrowd": 0,
+                        "segmentation": mask_util.encode(np.asfortranarray(m)),
+                    }
+                )
             for k in range(len(p["labels"])):
                 x1, y1, x2, y2 = p["boxes"][k].tolist()
                 m = np.asfortranarray((p["masks"][k, 0] > 0.5).numpy().astype(np.uint8))
-                dets.append({"image_id": iid, "category_id": int(p["labels"][k]), "score": float(p["scores"][k]),
-                             "bbox": [x1, y1, x2 - x1, y2 - y1], "segmentation": mask_util.encode(m)})
+                dets.append(
+                    {
+                        "image_id": iid,
+                        "category_id": int(p["labels"][k]),
+                        "score": float(p["scores"][k]),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "segmentation": mask_util.encode(m),
+                    }
+                )
     assert len(dets) > 0
     out = {}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -80,8 +106,18 @@ def test_mask_rcnn_trains_and_reports_coco_ap(tmp_path):
     torch.manual_seed(0)
     train = build_dataset("shapes", split="train", task="instance", image_size=64, num_images=8)
     val = build_dataset("shapes", split="val", task="instance", image_size=64, num_images=3)
-    trainer = Trainer(tiny_mask_rcnn(train.num_classes), None, train, val, task="instance", epochs=1, batch_size=4,
-                      lr=1e-3, log_every=1, out_dir=tmp_path)
+    trainer = Trainer(
+        tiny_mask_rcnn(train.num_classes),
+        None,
+        train,
+        val,
+        task="instance",
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        log_every=1,
+        out_dir=tmp_path,
+    )
     assert trainer.monitor == "segm_ap"
     metrics = trainer.fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

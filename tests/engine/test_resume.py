@@ -50,17 +50,33 @@ class Recorder(Callback):
 
 def _trainer(out_dir, data, callbacks=()):
     torch.manual_seed(1)  # a different init each call would be overwritten on resume anyway
-    return Trainer(TinyNet(dropout=0.3), "ce", data[0], data[1], epochs=EPOCHS, batch_size=4, lr=0.01,
-                   scheduler="cosine", warmup_iters=3, ema=0.8, log_every=1, checkpoint_every=2, seed=3,
-                   callbacks=callbacks, out_dir=out_dir)
+    return Trainer(
+        TinyNet(dropout=0.3),
+        "ce",
+        data[0],
+        data[1],
+        epochs=EPOCHS,
+        batch_size=4,
+        lr=0.01,
+        scheduler="cosine",
+        warmup_iters=3,
+        ema=0.8,
+        log_every=1,
+        checkpoint_every=2,
+        seed=3,
+        callbacks=callbacks,
+        out_dir=out_dir,
+    )
 
 
 @pytest.fixture(scope="module")
 def data():
     from segkit.datasets import build_dataset
 
-    return (build_dataset("shapes", split="train", num_images=20, image_size=24),
-            build_dataset("shapes", split="val", num_images=4, image_size=24))
+    return (
+        build_dataset("shapes", split="train", num_images=20, image_size=24),
+        build_dataset("shapes", split="val", num_images=4, image_size=24),
+    )
 
 
 @pytest.fixture(scope="module")

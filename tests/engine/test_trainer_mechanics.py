@@ -23,8 +23,18 @@ def test_accumulate_two_batches_equals_one_double_batch(tmp_path, tiny_shapes):
     runs = []
     for batch_size, accumulate in ((4, 2), (8, 1)):
         torch.manual_seed(0)
-        trainer = Trainer(TinyNet(), "ce", train, None, epochs=2, batch_size=batch_size, accumulate=accumulate,
-                          lr=0.01, scheduler="poly", out_dir=tmp_path / str(batch_size))
+        trainer = Trainer(
+            TinyNet(),
+            "ce",
+            train,
+            None,
+            epochs=2,
+            batch_size=batch_size,
+            accumulate=accumulate,
+            lr=0.01,
+            scheduler="poly",
+            out_dir=tmp_path / str(batch_size),
+        )
         trainer.fit()
         assert trainer.global_step == 4
         runs.append(_weights(trainer))
@@ -42,8 +52,18 @@ def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_sh
     torch.manual_seed(0)
     model = TinyNet()
     ema = [p.detach().clone() for p in model.parameters()]
-    trainer = Trainer(model, "ce", tiny_shapes("train", 12, 24), tiny_shapes("val", 4, 24), epochs=1, batch_size=4,
-                      lr=0.05, ema=0.6, callbacks=[Snapshot()], out_dir=tmp_path)
+    trainer = Trainer(
+        model,
+        "ce",
+        tiny_shapes("train", 12, 24),
+        tiny_shapes("val", 4, 24),
+        epochs=1,
+        batch_size=4,
+        lr=0.05,
+        ema=0.6,
+        callbacks=[Snapshot()],
+        out_dir=tmp_path,
+    )
     trainer.fit()
     for weights in seen:
         ema = [0.6 * e + 0.4 * w for e, w in zip(ema, weights)]
@@ -56,8 +76,17 @@ def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_sh
 
 
 def test_model_checkpoint_keeps_n_and_best_follows_the_monitor(tmp_path, tiny_shapes):
-    trainer = Trainer(TinyNet(), "ce", tiny_shapes("train", 8, 24), tiny_shapes("val", 4, 24), epochs=3, batch_size=4,
-                      lr=0.02, keep_last=2, out_dir=tmp_path)
+    trainer = Trainer(
+        TinyNet(),
+        "ce",
+        tiny_shapes("train", 8, 24),
+        tiny_shapes("val", 4, 24),
+        epochs=3,
+        batch_size=4,
+        lr=0.02,
+        keep_last=2,
+        out_dir=tmp_path,
+    )
     trainer.fit()
     assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_002.pt", "epoch_003.pt"]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "val/miou" in line]
@@ -82,8 +111,17 @@ def test_model_checkpoint_min_mode_and_early_stopping_unit():
 
 
 def test_early_stopping_stops_every_rank_decision(tmp_path, tiny_shapes):
-    trainer = Trainer(TinyNet(), "ce", tiny_shapes("train", 8, 24), tiny_shapes("val", 4, 24), epochs=6, batch_size=4,
-                      lr=0.0, early_stop_patience=2, out_dir=tmp_path)  # lr 0: the metric never improves
+    trainer = Trainer(
+        TinyNet(),
+        "ce",
+        tiny_shapes("train", 8, 24),
+        tiny_shapes("val", 4, 24),
+        epochs=6,
+        batch_size=4,
+        lr=0.0,
+        early_stop_patience=2,
+        out_dir=tmp_path,
+    )  # lr 0: the metric never improves
     metrics = trainer.fit()
     assert metrics["epoch"] == 2  # best at epoch 0, two bad epochs, stop
 
@@ -111,8 +149,16 @@ class RecordingTracker:
 def test_trackers_get_an_overlay_and_first_four_conv_histograms(tmp_path, tiny_shapes):
     model = nn.Sequential(*[nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(5)], nn.Conv2d(4, 4, 1))
     tracker = RecordingTracker()
-    Trainer(model, "ce", tiny_shapes("train", 4, 24), tiny_shapes("val", 2, 24), epochs=2, batch_size=4,
-            trackers=[tracker], out_dir=tmp_path).fit()
+    Trainer(
+        model,
+        "ce",
+        tiny_shapes("train", 4, 24),
+        tiny_shapes("val", 2, 24),
+        epochs=2,
+        batch_size=4,
+        trackers=[tracker],
+        out_dir=tmp_path,
+    ).fit()
     assert [s for s, _ in tracker.images] == [1, 2] and tracker.closed
     image = tracker.images[-1][1]["val/prediction"]
     assert image.shape == (24, 24, 3) and image.dtype == np.uint8
@@ -137,8 +183,12 @@ def test_cli_train_resume_last_continues_the_run(tmp_path, tiny_registered_model
 
     cfg = {
         "model": {"name": "engine_test_tinynet", "width": 4},
-        "data": {"name": "shapes", "image_size": 32, "train": {"split": "train", "num_images": 2},
-                 "val": {"split": "val", "num_images": 1}},
+        "data": {
+            "name": "shapes",
+            "image_size": 32,
+            "train": {"split": "train", "num_images": 2},
+            "val": {"split": "val", "num_images": 1},
+        },
         "train": {"epochs": 1, "batch_size": 1, "out_dir": str(tmp_path / "run"), "log_every": 1},
     }
     path = tmp_path / "cfg.yaml"
