@@ -1,4 +1,4 @@
-"""What the Trainer reports: trackers (metrics, a validation overlay, conv-weight histograms), the epoch line."""
+"""What the Trainer measures and reports: validation evaluators, trackers (metrics, overlay, histograms), the epoch line."""
 
 from __future__ import annotations
 
@@ -10,14 +10,24 @@ import torch
 from torch import nn
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD, default_palette
-from segkit.engine.state import truncate_jsonl
+from segkit.engine.state import to_device, truncate_jsonl
+from segkit.metrics import CocoEvaluator, ConfusionMatrix
 from segkit.tracking import build_tracker
 from segkit.viz import overlay_mask
 
 if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
 
-__all__ = ["conv_weights", "denormalize", "epoch_line", "log_visuals", "open_trackers", "prediction_overlay"]
+__all__ = [
+    "build_evaluator",
+    "conv_weights",
+    "denormalize",
+    "epoch_line",
+    "log_visuals",
+    "open_trackers",
+    "prediction_overlay",
+    "update_evaluator",
+]
 
 
 def denormalize(image: torch.Tensor) -> np.ndarray:
@@ -123,3 +133,34 @@ def epoch_line(epoch: int, epochs: int, metrics: Mapping[str, Any]) -> str:
         parts += [f"val mask AP {metrics['val/segm_ap']:.4f}", f"box AP {metrics['val/bbox_ap']:.4f}"]
     parts.append(f"{metrics['train/images_per_s']:.1f} img/s")
     return "  ".join(parts)
+
+
+def build_evaluator(trainer: Trainer, data: Any) -> Any:
+    """A ``CocoEvaluator`` (instance) or ``ConfusionMatrix`` (semantic) for the trainer's classes.
+
+    Both reduce over processes in ``compute`` / ``all_reduce``: every rank gets the same numbers.
+    """
+    num_classes = trainer.num_classes or int(data.num_classes)
+    if trainer.task == "instance":
+        return CocoEvaluator(num_classes, trainer.class_names)
+    return _ReducedConfusion(num_classes, trainer.ignore_index, device=trainer.device, class_names=trainer.class_names)
+
+
+def update_evaluator(evaluator: Any, batch: dict[str, Any], prediction: Any) -> None:
+    """Add one validation batch: detector outputs against ``batch["target"]``, or class maps against ``mask``."""
+    if isinstance(evaluator, CocoEvaluator):
+        evaluator.update([to_device(t, "cpu") for t in batch["target"]], [to_device(p, "cpu") for p in prediction])
+    else:
+        evaluator.update(prediction, batch["mask"])
+
+
+class _ReducedConfusion(ConfusionMatrix):
+    """A confusion matrix whose ``compute`` first sums the matrices of all processes (once)."""
+
+    _reduced = False
+
+    def compute(self) -> dict[str, Any]:
+        if not self._reduced:
+            self.all_reduce()
+            self._reduced = True
+        return super().compute()

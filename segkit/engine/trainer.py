@@ -21,7 +21,7 @@ from segkit.engine import distributed as ddp
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpoint import save_checkpoint
 from segkit.engine.optim import build_optimizer, build_scheduler
-from segkit.engine.reporting import epoch_line, log_visuals, open_trackers
+from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
 from segkit.engine.state import (
     ModelEMA,
     ResumableSampler,
@@ -34,7 +34,6 @@ from segkit.engine.state import (
     training_state,
 )
 from segkit.losses import build_loss
-from segkit.metrics import CocoEvaluator, ConfusionMatrix
 from segkit.models import build_model
 
 __all__ = ["Trainer", "seed_everything"]
@@ -378,7 +377,7 @@ class Trainer:
     def _train_one_epoch(self) -> dict[str, float]:
         self.model.train()
         self.train_sampler.set_position(self.epoch, self.batches_done * self.batch_size)
-        self._loader_generator.manual_seed(self.seed + self.epoch)
+        self.train_loader.generator.manual_seed(self.seed + self.epoch)  # worker seeds per epoch
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
@@ -473,31 +472,18 @@ class Trainer:
             raise ValueError("validate: no validation data")
         size = len(data)  # type: ignore[arg-type]
         sampler = ResumableSampler(size, False, rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
-        loader = self._loader(data, sampler)
-        num_classes = self.num_classes or int(data.num_classes)  # type: ignore[attr-defined]
-        evaluator: Any
-        if self.task == "instance":
-            evaluator = CocoEvaluator(num_classes, self.class_names)
-        else:
-            evaluator = ConfusionMatrix(
-                num_classes, self.ignore_index, device=self.device, class_names=self.class_names
-            )
+        evaluator = build_evaluator(self, data)
         model = self.eval_model
         was_training = model.training
         model.eval()
-        for batch in loader:
+        for batch in self._loader(data, sampler):
             batch = self.move_to_device(batch)
-            pred = self.validation_step(batch, model)
-            if self.task == "instance":
-                evaluator.update([to_device(t, "cpu") for t in batch["target"]], [to_device(p, "cpu") for p in pred])
-            else:
-                evaluator.update(pred, batch["mask"])
+            update_evaluator(evaluator, batch, self.validation_step(batch, model))
         model.train(was_training)
         if self.task == "instance":
             self.last_coco = evaluator
-            return evaluator.compute()
-        evaluator.all_reduce()
-        self.last_confusion = evaluator
+        else:
+            self.last_confusion = evaluator
         return evaluator.compute()
 
     @torch.no_grad()
@@ -553,19 +539,11 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _loader(self, data: Dataset, sampler: ResumableSampler) -> DataLoader:
-        # A private generator: creating a loader iterator must not draw from the global RNG.
-        self._loader_generator = torch.Generator()
-        self._loader_generator.manual_seed(self.seed)
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.workers,
-            collate_fn=collate_instances if self.task == "instance" else collate_semantic,
-            pin_memory=self.device.type == "cuda",
-            generator=self._loader_generator,
-            persistent_workers=self.workers > 0,
-        )
+        # A private generator per loader: creating a loader iterator must not draw from the global RNG.
+        collate = collate_instances if self.task == "instance" else collate_semantic
+        return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.workers, collate_fn=collate,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(self.seed),
+                          persistent_workers=self.workers > 0)  # fmt: skip
 
     def _call(self, hook: str, *payload: Any) -> None:
         for cb in self.callbacks:
