@@ -106,7 +106,7 @@ def open_trackers(trainer: Trainer) -> list[Any]:
 def log_visuals(trainer: Trainer) -> None:
     """One validation overlay to every tracker besides ``jsonl``, and the first 4 conv layers' weights to
     those that have an optional ``log_histograms(values, step)`` method."""
-    extra = [t for t in trainer.trackers if type(t).__name__ != "JsonlTracker"]
+    extra = trainer.trackers[1:]  # open_trackers puts jsonl first; it gets scalars only
     if not extra:
         return
     if trainer.val_data is not None:
