@@ -19,7 +19,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     trainer = Trainer.from_config(cfg)
     print(f"segkit train: {cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs, run folder {trainer.out_dir}")
-    metrics = trainer.fit()
+    metrics = trainer.fit(resume=args.resume)
     best = next((cb.best for cb in trainer.callbacks if hasattr(cb, "best") and cb.best is not None), None)
     if "val/miou" in metrics:
         print(f"final val mIoU {metrics['val/miou']:.4f}" + (f" (best {best:.4f})" if best is not None else ""))
@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a YAML config")
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=0.01")
+    p.add_argument("--resume", default=None, metavar="last|PATH",
+                   help="continue an interrupted run: 'last' (the run folder's last.pt) or a checkpoint path")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="print the metrics table of a checkpoint")

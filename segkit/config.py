@@ -89,11 +89,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0
-    monitor: str = "miou"
+    monitor: str | None = None
     max_nonfinite: int = 5
     log_every: int = 10
     keep_last: int = 1
     early_stop_patience: int | None = None
+    checkpoint_every: int | None = None
+    sync_bn: bool = False
 
 
 @dataclass

@@ -1,3 +1,5 @@
 """Training engine."""
+
 from segkit.engine.trainer import Trainer
+
 __all__ = ["Trainer"]

@@ -47,6 +47,11 @@ class Callback:
 class ModelCheckpoint(Callback):
     """Save ``last.pt`` every epoch and ``best.pt`` when the monitored metric improves.
 
+    ``best.pt`` is never written from non-finite weights or a non-finite metric. With ``keep_last=N``
+    the newest ``N`` ``epoch_XXX.pt`` files are kept (older ones deleted); the previous ``last.pt``
+    stays as ``last.prev.pt``, so ``fit(resume="last")`` has a fallback if ``last.pt`` is damaged.
+    Only rank 0 writes.
+
     Args:
         monitor: key of the epoch metrics, e.g. ``"val/miou"``.
         mode: "max" or "min".
@@ -62,7 +67,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if not trainer.is_main_process:
             return
-        trainer.save_checkpoint(trainer.out_dir / "last.pt", metrics)
+        trainer.save_last(metrics)
         if self.keep_last > 0:
             trainer.save_checkpoint(trainer.out_dir / f"epoch_{trainer.epoch:03d}.pt", metrics)
             old = sorted(trainer.out_dir.glob("epoch_*.pt"))[: -self.keep_last]

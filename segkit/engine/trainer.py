@@ -1,49 +1,64 @@
-"""The Trainer: one readable loop for semantic segmentation, with a few methods to override."""
+"""The Trainer: one readable loop for semantic and instance segmentation, with a few methods to override."""
 
 from __future__ import annotations
 
 import math
-import random
+import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from segkit.datasets import build_dataset, collate_semantic
+from segkit.datasets import build_dataset, collate_instances, collate_semantic
+from segkit.engine import distributed as ddp
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpoint import save_checkpoint
 from segkit.engine.optim import build_optimizer, build_scheduler
+from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
+from segkit.engine.state import (
+    ModelEMA,
+    ResumableSampler,
+    as_dataset,
+    find_resume_checkpoint,
+    resolve_device,
+    restore_training_state,
+    seed_everything,
+    to_device,
+    training_state,
+)
 from segkit.losses import build_loss
-from segkit.metrics import ConfusionMatrix
 from segkit.models import build_model
-from segkit.tracking import build_tracker
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "seed_everything"]
 
 
 class Trainer:
-    """Train and validate a segmentation model.
+    """Train and validate a segmentation model (semantic, or instance with a torchvision-style detector).
 
     The loop, in pseudocode (hooks in brackets are callback hooks)::
 
-        [on_fit_start]
-        for epoch in range(epochs):
-            [on_epoch_start]
-            for batch in train_loader:
+        [on_fit_start]                               # after fit(resume=...) restored the state
+        for epoch in range(epoch, epochs):
+            [on_epoch_start]                          # also for an epoch resumed in the middle
+            for batch in train_loader:                # resumed: only the batches not yet consumed
                 batch = move_to_device(batch)
-                out = training_step(batch)          # forward + compute_loss; out["loss"]
-                backward(out["loss"] / accumulate); every `accumulate` batches: clip, step, zero_grad, lr step
+                out = training_step(batch)            # forward + compute_loss; out["loss"]
+                non-finite loss on any rank: skip (all ranks), count, stop after max_nonfinite
+                backward(out["loss"] / accumulate); every `accumulate` batches: clip, step, EMA, lr step,
+                    log every `log_every` steps, save last.pt every `checkpoint_every` steps
                 [on_train_batch_end(out)]
-            val = validate()                          # validation_step per batch, confusion matrix
+            val = validate()                          # EMA weights if ema; confusion matrix or COCO AP
             [on_validation_end(val)]
-            [on_epoch_end({"train/...", "val/..."})] # then trackers.log_metrics
+            [on_epoch_end({"train/...", "val/..."})] # ModelCheckpoint writes last.pt / best.pt here
+            trackers.log_metrics; overlay image and conv-weight histograms to trackers that take them
+            stop if should_stop (rank 0's decision, broadcast)
         [on_fit_end]
 
     Override ``configure_optimizers``, ``training_step``, ``validation_step``, ``compute_loss`` or
@@ -51,13 +66,20 @@ class Trainer:
     optimizers, a GAN, custom sampling per step), write your own loop: ``examples/plain_loop.py``
     shows one with the same parts.
 
+    Launched with ``torchrun`` the Trainer joins the process group (gloo on CPU, NCCL on CUDA), wraps
+    the model in DDP, shards data per rank (``batch_size`` is per process), and only rank 0 logs and
+    writes checkpoints. Exact resume: ``fit(resume="last")`` restores model, optimizer, scheduler,
+    scaler, EMA, RNG states (rank 0's), callback states and the position inside the epoch.
+
     Args:
         model: an ``nn.Module``, a registered name (built with the dataset's ``num_classes``), or a
             mapping ``{"name": ..., **kwargs}``.
-        loss: a module, a name (``"ce"``, ``"ce+dice"``), a ``{name: weight}`` mapping, or None for ``ce``.
+        loss: a module, a name (``"ce"``, ``"ce+dice"``), a ``{name: weight}`` mapping, or None for the
+            model's ``default_loss`` or ``ce`` (unused for instance models, which return their losses).
         train_data: a ``Dataset`` or a registered dataset name (split "train").
         val_data: a ``Dataset``, a name (split "val") or None.
-        task: "semantic" (instance support arrives with the instance task).
+        task: "semantic" or "instance" (model called as ``model(images, targets)`` in training and
+            ``model(images)`` in evaluation, torchvision detection style; COCO AP validation).
         epochs: number of passes over ``train_data``.
         batch_size: samples per forward pass (per process).
         lr: base learning rate.
@@ -68,19 +90,22 @@ class Trainer:
         amp: None, "bf16" (autocast) or "fp16" (autocast + GradScaler, CUDA only).
         accumulate: batches per optimizer step.
         grad_clip: max gradient norm, or None.
-        ema: reserved for weight EMA (decay); None disables it.
+        ema: decay of an exponential moving average of the weights (e.g. 0.999), used for
+            validation and saved as ``ema`` in checkpoints; None disables it.
         channels_last: use the channels-last memory format for model and images.
         callbacks: extra ``Callback`` objects (checkpointing is always added).
         trackers: names, mappings or tracker objects; ``jsonl`` is always on.
         out_dir: run folder (checkpoints, ``metrics.jsonl``, ``config.yaml``).
-        seed: seeds Python, NumPy and torch.
+        seed: seeds Python, NumPy and torch, and the per-epoch sample order (``seed + epoch``).
         device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
         workers: DataLoader worker processes.
-        monitor: validation metric for ``best.pt`` ("miou").
+        monitor: validation metric for ``best.pt``; None = "miou" (semantic) or "segm_ap" (instance).
         max_nonfinite: stop after this many consecutive non-finite losses.
-        log_every: steps between progress/metric logs (the only host syncs of the loop).
+        log_every: steps between progress/metric logs (the only loss syncs of the loop).
         keep_last: numbered epoch checkpoints to keep besides last/best (0 or 1 = none).
         early_stop_patience: epochs without improvement of ``monitor`` before stopping, or None.
+        checkpoint_every: also write ``last.pt`` every this many optimizer steps (mid-epoch), or None.
+        sync_bn: convert BatchNorm layers to SyncBatchNorm when distributed.
         config: the resolved config dict, saved beside checkpoints.
     """
 
@@ -110,71 +135,80 @@ class Trainer:
         seed: int = 0,
         device: str | torch.device = "auto",
         workers: int = 0,
-        monitor: str = "miou",
+        monitor: str | None = None,
         max_nonfinite: int = 5,
         log_every: int = 10,
         keep_last: int = 1,
         early_stop_patience: int | None = None,
+        checkpoint_every: int | None = None,
+        sync_bn: bool = False,
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        if task != "semantic":
-            raise ValueError(f"task: only 'semantic' is supported by this Trainer, got {task!r}")
+        if task not in ("semantic", "instance"):
+            raise ValueError(f"task: expected 'semantic' or 'instance', got {task!r}")
         if amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp: expected None, 'bf16' or 'fp16', got {amp!r}")
         if accumulate < 1:
             raise ValueError(f"accumulate: expected >= 1, got {accumulate}")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every: expected >= 1 or None, got {checkpoint_every}")
         self.task = task
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
         self.weight_decay = float(weight_decay)
-        self.optimizer_name = optimizer
-        self.scheduler_name = scheduler
+        self.optimizer_name, self.scheduler_name = optimizer, scheduler
         self.warmup_iters = int(warmup_iters)
-        self.amp = amp
-        self.accumulate = int(accumulate)
-        self.grad_clip = grad_clip
-        self.ema = ema
+        self.amp, self.accumulate, self.grad_clip = amp, int(accumulate), grad_clip
         self.channels_last = channels_last
         self.out_dir = Path(out_dir)
-        self.seed = int(seed)
-        self.workers = int(workers)
-        self.monitor = monitor
+        self.seed, self.workers = int(seed), int(workers)
+        self.monitor = monitor or ("segm_ap" if task == "instance" else "miou")
         self.max_nonfinite = int(max_nonfinite)
         self.log_every = max(1, int(log_every))
+        self.checkpoint_every = checkpoint_every
         self.config = dict(config) if config is not None else None
-        self.device = _resolve_device(device)
-        self.is_main_process = True
+        self.dist, self.device = ddp.init_distributed(resolve_device(device))
+        self.is_main_process = self.dist.is_main
         seed_everything(self.seed)
 
-        self.train_data = _as_dataset(train_data, "train")
-        self.val_data = _as_dataset(val_data, "val")
+        self.train_data = as_dataset(train_data, "train")
+        self.val_data = as_dataset(val_data, "val")
         meta = self.train_data if self.train_data is not None else self.val_data
         self.num_classes: int | None = getattr(meta, "num_classes", None)
         self.ignore_index: int = getattr(meta, "ignore_index", 255)
         self.class_names: list[str] | None = list(getattr(meta, "class_names", []) or []) or None
+        self.palette = getattr(meta, "palette", None)
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
-        self.model = self._build_model(model).to(self.device)
+        module = self._build_model(model).to(self.device)
         if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            module = module.to(memory_format=torch.channels_last)
+        self.ema = ModelEMA(module, ema) if ema is not None else None
+        self.model = ddp.wrap_model(module, self.dist, self.device, sync_bn)
         # A model may name the loss it is trained with (Gated-SCNN's dual-task loss); else cross-entropy.
-        self.loss_fn = build_loss(loss if loss is not None else getattr(self.model, "default_loss", "ce"))
+        chosen: Any = (
+            loss if loss is not None else (None if task == "instance" else getattr(module, "default_loss", "ce"))
+        )
+        self.loss_fn = build_loss(chosen) if chosen is not None else None
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn = self.loss_fn.to(self.device)
 
-        self.callbacks: list[Callback] = [ModelCheckpoint(f"val/{monitor}", keep_last=keep_last if keep_last > 1 else 0)]
+        self.callbacks: list[Callback] = [
+            ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last if keep_last > 1 else 0)
+        ]
         if early_stop_patience is not None:
-            self.callbacks.append(EarlyStopping(f"val/{monitor}", patience=early_stop_patience))
+            self.callbacks.append(EarlyStopping(f"val/{self.monitor}", patience=early_stop_patience))
         self.callbacks.extend(callbacks)
         self.tracker_specs = list(trackers)
         self.trackers: list[Any] = []
 
         self.epoch = 0
         self.global_step = 0
+        self.batches_done = 0  # batches of the current epoch already consumed (for exact resume)
         self.should_stop = False
         self.nonfinite_steps = 0
         self._consecutive_nonfinite = 0
+        self._epoch_loss = torch.zeros(2, device=self.device)  # (sum, count) of the epoch's finite losses
+        self._resumed_step: int | None = None
         self.optimizer: torch.optim.Optimizer
         self.scheduler: Any = None
         self.scaler: torch.amp.GradScaler | None = None
@@ -214,22 +248,23 @@ class Trainer:
         kwargs.setdefault("num_classes", self.num_classes)
         return build_model(name, **kwargs)
 
+    @property
+    def module(self) -> nn.Module:
+        """The trained model without its DDP wrapper."""
+        return ddp.unwrap(self.model)
+
     # ----------------------------------------------------------------- overridable steps
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
         """Return ``(optimizer, scheduler)``; the scheduler (or None) is stepped every optimizer step."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = build_optimizer(self.optimizer_name, params, self.lr, self.weight_decay)
-        total = self.epochs * math.ceil(len(self.train_loader) / self.accumulate)
+        total = self.epochs * math.ceil(self.batches_per_epoch / self.accumulate)
         scheduler = build_scheduler(self.scheduler_name, optimizer, total, self.warmup_iters)
         return optimizer, scheduler
 
     def move_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Move the tensors of a collated batch to ``self.device`` (images channels-last if asked)."""
-        out = dict(batch)
-        non_blocking = self.device.type == "cuda"
-        for key, value in out.items():
-            if isinstance(value, torch.Tensor):
-                out[key] = value.to(self.device, non_blocking=non_blocking)
+        """Move the tensors of a collated batch (also inside lists and dicts) to ``self.device``."""
+        out = {k: to_device(v, self.device) for k, v in batch.items()}
         if self.channels_last and isinstance(out.get("image"), torch.Tensor):
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
         return out
@@ -246,6 +281,8 @@ class Trainer:
         if isinstance(outputs, Mapping):
             terms = {f"loss/{k}": v for k, v in outputs.items()}
             return {"loss": torch.stack(list(terms.values())).sum(), **terms}
+        if self.loss_fn is None:
+            raise ValueError("compute_loss: the model returned no loss dict and no loss was given")
         if getattr(self.loss_fn, "takes_outputs", False):
             prediction = outputs
         else:
@@ -261,29 +298,53 @@ class Trainer:
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Forward one batch under autocast and return ``compute_loss``'s dict (must hold ``"loss"``)."""
         with self._autocast():
-            outputs = self.model(batch["image"])
+            if self.task == "instance":
+                outputs = self.model(batch["image"], batch["target"])
+            else:
+                outputs = self.model(batch["image"])
         return self.compute_loss(outputs, batch)
 
-    def validation_step(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Return the predicted class map ``(N, H, W)`` int64 for a batch (model in eval mode)."""
+    def validation_step(self, batch: dict[str, Any], model: nn.Module | None = None) -> Any:
+        """Predict a batch with ``model`` (default: the EMA model if any, else the trained one), in eval mode.
+
+        Returns:
+            Semantic: class map ``(N, H, W)`` int64. Instance: the detector's list of dicts.
+        """
+        model = model if model is not None else self.eval_model
         with self._autocast():
-            outputs = self.model(batch["image"])
+            outputs = model(batch["image"])
+        if self.task == "instance":
+            return outputs
         logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
         return logits.argmax(1)
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model used for validation: the EMA weights when ``ema`` is set."""
+        return self.ema.module if self.ema is not None else self.module
+
     # ----------------------------------------------------------------- loop
-    def fit(self) -> dict[str, Any]:
+    def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
         """Train for ``epochs`` epochs, validating after each; return the last epoch's metrics.
 
         Writes ``last.pt``, ``best.pt`` (by ``val/<monitor>``), ``config.yaml`` and ``metrics.jsonl``
         under ``out_dir``.
+
+        Args:
+            resume: None, ``"last"`` (``out_dir/last.pt``, or the newest readable checkpoint there if
+                it is damaged) or a checkpoint path: continue exactly where that run stopped.
         """
         if self.train_data is None:
             raise ValueError("fit: no train_data was given")
-        self.train_loader = self._loader(self.train_data, shuffle=True)
+        size = len(self.train_data)  # type: ignore[arg-type]
+        self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size)
+        self.train_loader = self._loader(self.train_data, self.train_sampler)
+        self.batches_per_epoch = math.ceil(self.train_sampler.full_length() / self.batch_size)
         self.optimizer, self.scheduler = self.configure_optimizers()
         use_scaler = self.amp == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+        if resume is not None:
+            self.load_training_state(resume)
         self._open_trackers()
         metrics: dict[str, Any] = {}
         try:
@@ -291,19 +352,21 @@ class Trainer:
             for epoch in range(self.epoch, self.epochs):
                 self.epoch = epoch
                 self._call("on_epoch_start")
-                train_metrics = self._train_one_epoch()
-                metrics = {f"train/{k}": v for k, v in train_metrics.items()}
+                metrics = {f"train/{k}": v for k, v in self._train_one_epoch().items()}
                 if self.val_data is not None:
                     val = self.validate()
                     self._call("on_validation_end", val)
                     metrics.update({f"val/{k}": v for k, v in val.items() if not isinstance(v, list)})
-                    if self.class_names:
+                    if self.class_names and "iou" in val:
                         metrics.update({f"val/iou/{n}": v for n, v in zip(self.class_names, val["iou"])})
                 metrics["epoch"] = epoch
-                self.epoch = epoch + 1
+                self.epoch, self.batches_done = epoch + 1, 0
                 self._call("on_epoch_end", metrics)
                 self._log(metrics, self.global_step)
-                self._print_epoch(epoch, metrics)
+                if self.is_main_process:
+                    log_visuals(self)
+                    print(epoch_line(epoch, self.epochs, metrics), flush=True)
+                self.should_stop = ddp.broadcast_bool(self.should_stop, self.device)
                 if self.should_stop:
                     break
             self._call("on_fit_end")
@@ -313,45 +376,54 @@ class Trainer:
 
     def _train_one_epoch(self) -> dict[str, float]:
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        seen = torch.zeros((), device=self.device)
+        self.train_sampler.set_position(self.epoch, self.batches_done * self.batch_size)
+        self.train_loader.generator.manual_seed(self.seed + self.epoch)  # worker seeds per epoch
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=not (self.is_main_process and sys.stderr.isatty()),
             leave=False,
+            disable=not (self.is_main_process and sys.stderr.isatty()),
         )
-        start = time.perf_counter()
-        images = 0
+        start, images = time.perf_counter(), 0
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
+        for i, batch in enumerate(bar, start=self.batches_done):
             batch = self.move_to_device(batch)
-            out = self.training_step(batch)
-            loss = out["loss"]
-            finite = torch.isfinite(loss)
-            # Non-finite losses must not reach the weights; the check costs one sync per step,
-            # which the optimizer step needs anyway to skip.
-            if not bool(finite):
-                self._skip_nonfinite()
-                self.optimizer.zero_grad(set_to_none=True)
-                continue
-            self._consecutive_nonfinite = 0
-            scaled = loss / self.accumulate
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            if (i + 1) % self.accumulate == 0 or (i + 1) == len(self.train_loader):
+            boundary = (i + 1) % self.accumulate == 0 or (i + 1) == self.batches_per_epoch
+            # Gradients are all-reduced once per optimizer step, not per accumulated batch.
+            sync = nullcontext() if boundary or not self.dist.enabled else self.model.no_sync()  # type: ignore[operator]
+            with sync:
+                out = self.training_step(batch)
+                loss = out["loss"]
+                # Every rank must take the same branch (a rank skipping backward would hang DDP): the
+                # flag is OR-ed across ranks. This is the loop's one host sync per step; the skip needs it.
+                if bool(ddp.any_across_ranks(~torch.isfinite(loss.detach()))):
+                    self._skip_nonfinite()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.batches_done = i + 1
+                    continue
+                self._consecutive_nonfinite = 0
+                scaled = loss / self.accumulate
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            self._epoch_loss += torch.stack([loss.detach().float(), torch.ones((), device=self.device)])
+            images += len(batch["image"])
+            self.batches_done = i + 1
+            if boundary:
                 self._optimizer_step()
-            loss_sum += loss.detach()
-            seen += 1
-            images += int(batch["image"].shape[0])
+                if self.global_step % self.log_every == 0 and self.is_main_process:
+                    self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
+                if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and self.is_main_process:
+                    self.save_last()
             self._call("on_train_batch_end", out)
-            if self.global_step % self.log_every == 0 and self.is_main_process:
-                step_metrics = {f"train/{k}": float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor)}
-                step_metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
-                self._log(step_metrics, self.global_step)
-                bar.set_postfix(loss=f"{step_metrics['train/loss']:.4f}", lr=f"{step_metrics['train/lr']:.2e}")
         elapsed = time.perf_counter() - start
-        mean_loss = float(loss_sum / seen.clamp_min(1))
-        return {"loss": mean_loss, "images_per_s": images / max(elapsed, 1e-9), "nonfinite_steps": float(self.nonfinite_steps)}
+        total = self._epoch_loss.clone()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(total)
+        self._epoch_loss.zero_()
+        return {
+            "loss": float(total[0] / total[1].clamp_min(1)),
+            "images_per_s": images * self.dist.world_size / max(elapsed, 1e-9),
+            "nonfinite_steps": float(self.nonfinite_steps),
+        }
 
     def _optimizer_step(self) -> None:
         if self.grad_clip is not None:
@@ -366,7 +438,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.module)
         self.global_step += 1
+
+    def _log_step(self, out: Mapping[str, Any], bar: Any, images_per_s: float) -> None:
+        step_metrics = {f"train/{k}": float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor)}
+        step_metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        self._log(step_metrics, self.global_step)
+        bar.set_postfix(
+            loss=f"{step_metrics['train/loss']:.4f}", lr=f"{step_metrics['train/lr']:.2e}", img_s=f"{images_per_s:.1f}"
+        )
 
     def _skip_nonfinite(self) -> None:
         self.nonfinite_steps += 1
@@ -379,48 +461,43 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, data: Dataset | None = None) -> dict[str, Any]:
-        """Run validation and return the metrics of ``ConfusionMatrix.compute`` (``miou``, ``iou`` list, ...)."""
+        """Run validation (sharded across ranks, reduced) with ``eval_model``.
+
+        Returns:
+            Semantic: ``ConfusionMatrix.compute`` (``miou``, ``iou`` list, ...). Instance:
+            ``CocoEvaluator.compute`` (``bbox_ap``, ``bbox_ap50``, ``bbox_ap75``, ``segm_ap``, ...).
+        """
         data = data if data is not None else self.val_data
         if data is None:
             raise ValueError("validate: no validation data")
-        loader = self._loader(data, shuffle=False)
-        num_classes = self.num_classes or getattr(data, "num_classes")
-        cm = ConfusionMatrix(num_classes, self.ignore_index, device=self.device, class_names=self.class_names)
-        was_training = self.model.training
-        self.model.eval()
-        for batch in loader:
+        size = len(data)  # type: ignore[arg-type]
+        sampler = ResumableSampler(size, False, rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
+        evaluator = build_evaluator(self, data)
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        for batch in self._loader(data, sampler):
             batch = self.move_to_device(batch)
-            cm.update(self.validation_step(batch), batch["mask"])
-        cm.all_reduce()
-        self.model.train(was_training)
-        self.last_confusion = cm
-        return cm.compute()
+            update_evaluator(evaluator, batch, self.validation_step(batch, model))
+        model.train(was_training)
+        if self.task == "instance":
+            self.last_coco = evaluator
+        else:
+            self.last_confusion = evaluator
+        return evaluator.compute()
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Return class maps ``(N, H, W)`` int64 for normalised images ``(N, 3, H, W)``."""
-        self.model.eval()
-        batch = self.move_to_device({"image": images})
-        return self.validation_step(batch)
+    def predict(self, images: torch.Tensor | list[torch.Tensor]) -> Any:
+        """Semantic: class maps ``(N, H, W)`` int64 for normalised images ``(N, 3, H, W)``.
+        Instance: the detector's list of dicts for a list of ``(3, H, W)`` images."""
+        self.eval_model.eval()
+        return self.validation_step(self.move_to_device({"image": images}))
 
-    # ----------------------------------------------------------------- checkpoints
+    # ----------------------------------------------------------------- checkpoints and resume
     def checkpoint_state(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Return the plain-data state written to checkpoints (loadable with ``weights_only=True``)."""
-        model = getattr(self.model, "module", self.model)
-        return {
-            "model": model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
-            "config": self.config,
-            "num_classes": self.num_classes,
-            "class_names": self.class_names,
-            "ignore_index": self.ignore_index,
-            "palette": _palette_list(self.train_data if self.train_data is not None else self.val_data),
-            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks],
-        }
+        """Return the plain-data state written to checkpoints (loadable with ``weights_only=True``):
+        model, optimizer, scheduler, scaler, EMA, epoch/step/batch position, RNG states, callbacks."""
+        return training_state(self, metrics)
 
     def save_checkpoint(self, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
         """Atomically write the checkpoint to ``path`` and the resolved config beside it."""
@@ -431,9 +508,28 @@ class Trainer:
             save_config(self.config, path.parent / "config.yaml")
         return path
 
+    def save_last(self, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write ``last.pt``, keeping the previous one as ``last.prev.pt`` (a fallback for resume)."""
+        last = self.out_dir / "last.pt"
+        if last.exists():
+            os.replace(last, self.out_dir / "last.prev.pt")
+        return self.save_checkpoint(last, metrics)
+
+    def load_training_state(self, resume: str | Path) -> None:
+        """Restore everything ``checkpoint_state`` saved (called by ``fit(resume=...)``).
+
+        Args:
+            resume: ``"last"`` (with fallback, see ``find_resume_checkpoint``) or a checkpoint path.
+        """
+        path, state = find_resume_checkpoint(resume, self.out_dir)
+        restore_training_state(self, state, str(path))
+        self._resumed_step = self.global_step
+        if self.is_main_process:
+            print(f"resuming from {path}: epoch {self.epoch + 1}, batch {self.batches_done}, step {self.global_step}")
+
     def weights_finite(self) -> bool:
         """True when every parameter is finite (checked before writing ``best.pt``)."""
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        return all(bool(torch.isfinite(p).all()) for p in self.module.parameters())
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self) -> Any:
@@ -442,34 +538,20 @@ class Trainer:
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator()
-        generator.manual_seed(self.seed)
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.workers,
-            collate_fn=collate_semantic,
-            pin_memory=self.device.type == "cuda",
-            drop_last=False,
-            generator=generator,
-            persistent_workers=self.workers > 0,
-        )
+    def _loader(self, data: Dataset, sampler: ResumableSampler) -> DataLoader:
+        # A private generator per loader: creating a loader iterator must not draw from the global RNG.
+        collate = collate_instances if self.task == "instance" else collate_semantic
+        return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.workers, collate_fn=collate,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(self.seed),
+                          persistent_workers=self.workers > 0)  # fmt: skip
 
     def _call(self, hook: str, *payload: Any) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *payload)
 
     def _open_trackers(self) -> None:
-        if not self.is_main_process:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        specs: list[Any] = ["jsonl"] + [s for s in self.tracker_specs if s != "jsonl"]
-        self.trackers = [build_tracker(s, run_dir=str(self.out_dir)) for s in specs]
-        params = self.config if self.config is not None else {"lr": self.lr, "epochs": self.epochs}
-        for t in self.trackers:
-            t.log_params(params)
+        if self.is_main_process:
+            self.trackers = open_trackers(self)
 
     def _close_trackers(self) -> None:
         for t in self.trackers:
@@ -480,44 +562,3 @@ class Trainer:
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for t in self.trackers:
             t.log_metrics(scalars, step)
-
-    def _print_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> None:
-        if not self.is_main_process:
-            return
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"loss {metrics['train/loss']:.4f}"]
-        if "val/miou" in metrics:
-            parts.append(f"val mIoU {metrics['val/miou']:.4f}")
-            parts.append(f"pixel acc {metrics['val/pixel_accuracy']:.4f}")
-        parts.append(f"{metrics['train/images_per_s']:.1f} img/s")
-        print("  ".join(parts), flush=True)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _as_dataset(data: Dataset | str | None, split: str) -> Dataset | None:
-    if data is None or isinstance(data, Dataset):
-        return data
-    if isinstance(data, str):
-        return build_dataset(data, split=split)
-    if isinstance(data, Iterable):
-        return data  # type: ignore[return-value]
-    raise TypeError(f"expected a Dataset or a dataset name, got {type(data).__name__}")
-
-
-def _palette_list(data: Any) -> list[list[int]] | None:
-    palette = getattr(data, "palette", None)
-    return None if palette is None else np.asarray(palette).astype(int).tolist()
-

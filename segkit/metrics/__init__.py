@@ -1,5 +1,6 @@
-"""Evaluation metrics: streaming confusion matrix (mIoU, Dice, pixel accuracy)."""
+"""Evaluation metrics: streaming confusion matrix (mIoU, Dice, pixel accuracy) and COCO AP (pycocotools)."""
 
+from segkit.metrics.coco import CocoEvaluator
 from segkit.metrics.confusion import ConfusionMatrix
 
-__all__ = ["ConfusionMatrix"]
+__all__ = ["CocoEvaluator", "ConfusionMatrix"]

@@ -1,0 +1,28 @@
+"""Run by test_distributed.py under torchrun: train TinyNet with 2 CPU processes (gloo)."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's segkit and tests
+
+from segkit import Trainer  # noqa: E402
+from tests.engine._nets import TinyNet  # noqa: E402
+from tests.engine.test_distributed import make_data, trainer_kwargs  # noqa: E402
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    out = Path(sys.argv[1])
+    train, val = make_data()
+    trainer = Trainer(TinyNet(), "ce", train, val, batch_size=4, out_dir=out, **trainer_kwargs())
+    metrics = trainer.fit()
+    rank = torch.distributed.get_rank()
+    (out / f"rank{rank}.json").write_text(
+        json.dumps(
+            {"world": torch.distributed.get_world_size(), "miou": metrics["val/miou"], "loss": metrics["train/loss"]}
+        )
+    )
+    torch.distributed.destroy_process_group()

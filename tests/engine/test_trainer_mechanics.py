@@ -1,0 +1,208 @@
+"""Accumulation, EMA, built-in callbacks, tracker visuals and CLI resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from segkit import Trainer
+from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from segkit.engine.checkpoint import load_checkpoint
+from tests.engine._nets import TinyNet
+
+
+def _weights(trainer):
+    return [p.detach().clone() for p in trainer.module.parameters()]
+
+
+def test_accumulate_two_batches_equals_one_double_batch(tmp_path, tiny_shapes):
+    train = tiny_shapes("train", 16, 24)
+    runs = []
+    for batch_size, accumulate in ((4, 2), (8, 1)):
+        torch.manual_seed(0)
+        trainer = Trainer(
+            TinyNet(),
+            "ce",
+            train,
+            None,
+            epochs=2,
+            batch_size=batch_size,
+            accumulate=accumulate,
+            lr=0.01,
+            scheduler="poly",
+            out_dir=tmp_path / str(batch_size),
+        )
+        trainer.fit()
+        assert trainer.global_step == 4
+        runs.append(_weights(trainer))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_shapes):
+    seen = []
+
+    class Snapshot(Callback):
+        def on_train_batch_end(self, trainer, outputs):
+            seen.append(_weights(trainer))
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    ema = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(
+        model,
+        "ce",
+        tiny_shapes("train", 12, 24),
+        tiny_shapes("val", 4, 24),
+        epochs=1,
+        batch_size=4,
+        lr=0.05,
+        ema=0.6,
+        callbacks=[Snapshot()],
+        out_dir=tmp_path,
+    )
+    trainer.fit()
+    for weights in seen:
+        ema = [0.6 * e + 0.4 * w for e, w in zip(ema, weights)]
+    for e, p in zip(ema, trainer.ema.module.parameters()):
+        torch.testing.assert_close(p, e, atol=1e-6, rtol=1e-5)
+    assert trainer.eval_model is trainer.ema.module
+    assert not torch.equal(next(trainer.ema.module.parameters()), next(trainer.module.parameters()))
+    saved = load_checkpoint(tmp_path / "last.pt")["ema"]
+    assert torch.equal(saved["head.weight"], trainer.ema.module.head.weight)
+
+
+def test_model_checkpoint_keeps_n_and_best_follows_the_monitor(tmp_path, tiny_shapes):
+    trainer = Trainer(
+        TinyNet(),
+        "ce",
+        tiny_shapes("train", 8, 24),
+        tiny_shapes("val", 4, 24),
+        epochs=3,
+        batch_size=4,
+        lr=0.02,
+        keep_last=2,
+        out_dir=tmp_path,
+    )
+    trainer.fit()
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_002.pt", "epoch_003.pt"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "val/miou" in line]
+    assert load_checkpoint(tmp_path / "best.pt")["metrics"]["val/miou"] == max(r["val/miou"] for r in rows)
+    assert load_checkpoint(tmp_path / "epoch_002.pt")["epoch"] == 2
+
+
+def test_model_checkpoint_min_mode_and_early_stopping_unit():
+    class Stub:
+        is_main_process = False
+        should_stop = False
+
+    stop = EarlyStopping("val/loss", patience=2, mode="min", min_delta=0.1)
+    stub = Stub()
+    for value in (1.0, 0.95, 0.5, 0.45, 0.44):  # improvements of < 0.1 do not count
+        stop.on_epoch_end(stub, {"val/loss": value})
+    assert stop.best == 0.5 and stop.bad_epochs == 2 and stub.should_stop
+    restored = EarlyStopping("val/loss", patience=2, mode="min")
+    restored.load_state_dict(stop.state_dict())
+    assert (restored.best, restored.bad_epochs) == (0.5, 2)
+    ModelCheckpoint("val/loss", mode="min").on_epoch_end(stub, {})  # non-zero ranks write nothing
+
+
+def test_early_stopping_stops_every_rank_decision(tmp_path, tiny_shapes):
+    trainer = Trainer(
+        TinyNet(),
+        "ce",
+        tiny_shapes("train", 8, 24),
+        tiny_shapes("val", 4, 24),
+        epochs=6,
+        batch_size=4,
+        lr=0.0,
+        early_stop_patience=2,
+        out_dir=tmp_path,
+    )  # lr 0: the metric never improves
+    metrics = trainer.fit()
+    assert metrics["epoch"] == 2  # best at epoch 0, two bad epochs, stop
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.images, self.histograms, self.metrics = [], [], []
+
+    def log_params(self, params):
+        self.params = params
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, dict(metrics)))
+
+    def log_images(self, images, step):
+        self.images.append((step, images))
+
+    def log_histograms(self, values, step):
+        self.histograms.append((step, values))
+
+    def close(self):
+        self.closed = True
+
+
+def test_trackers_get_an_overlay_and_first_four_conv_histograms(tmp_path, tiny_shapes):
+    model = nn.Sequential(*[nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(5)], nn.Conv2d(4, 4, 1))
+    tracker = RecordingTracker()
+    Trainer(
+        model,
+        "ce",
+        tiny_shapes("train", 4, 24),
+        tiny_shapes("val", 2, 24),
+        epochs=2,
+        batch_size=4,
+        trackers=[tracker],
+        out_dir=tmp_path,
+    ).fit()
+    assert [s for s, _ in tracker.images] == [1, 2] and tracker.closed
+    image = tracker.images[-1][1]["val/prediction"]
+    assert image.shape == (24, 24, 3) and image.dtype == np.uint8
+    values = tracker.histograms[-1][1]
+    assert list(values) == [f"weights/{i}" for i in range(4)]
+    np.testing.assert_array_equal(values["weights/3"], model[3].weight.detach().numpy())
+    assert any("val/miou" in m for _, m in tracker.metrics)
+
+
+@pytest.fixture
+def tiny_registered_model():
+    """TinyNet registered for the duration of one test (an end-to-end CLI run stays cheap)."""
+    from segkit.models import MODELS
+
+    MODELS.register("engine_test_tinynet")(TinyNet)
+    yield "engine_test_tinynet"
+    MODELS._entries.pop("engine_test_tinynet")  # leave the registry as the other tests expect it
+
+
+def test_cli_train_resume_last_continues_the_run(tmp_path, tiny_registered_model):
+    from segkit.cli import main
+
+    cfg = {
+        "model": {"name": "engine_test_tinynet", "width": 4},
+        "data": {
+            "name": "shapes",
+            "image_size": 32,
+            "train": {"split": "train", "num_images": 2},
+            "val": {"split": "val", "num_images": 1},
+        },
+        "train": {"epochs": 1, "batch_size": 1, "out_dir": str(tmp_path / "run"), "log_every": 1},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(path)]) == 0
+    assert main(["train", "--config", str(path), "--resume", "last", "--set", "train.epochs=2"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if "val/miou" in r] == [0, 1]
+    assert [r["step"] for r in rows if "train/lr" in r] == [1, 2, 3, 4]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["global_step"] == 4
+
+
+def test_bad_options_name_the_field():
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        Trainer(TinyNet(), checkpoint_every=0)
+    with pytest.raises(ValueError, match="task"):
+        Trainer(TinyNet(), task="panoptic")
