@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -144,7 +145,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fallback_palette():  # type: ignore[no-untyped-def]
+def _fallback_palette() -> Any:
     from segkit.datasets.base import default_palette
 
     return default_palette(256)
@@ -162,7 +163,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registries() -> dict:  # type: ignore[type-arg]
+def _registries() -> dict[str, Any]:
     from segkit.datasets import DATASETS
     from segkit.losses import LOSSES
     from segkit.models import MODELS
@@ -232,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a YAML config")
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=0.01")
-    p.add_argument("--resume", default=None, metavar="last|PATH",
-                   help="continue an interrupted run: 'last' (the run folder's last.pt) or a checkpoint path")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="last|PATH",
+        help="continue an interrupted run: 'last' (the run folder's last.pt) or a checkpoint path",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="print the metrics table of a checkpoint")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "UnknownNameError"]
 
@@ -58,9 +59,7 @@ class Registry(Generic[T]):
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:
             for key in (name, *aliases):
                 if key in self._entries:
-                    raise ValueError(
-                        f"{self.kind}: the name {key!r} is already registered by {self.where(key)}"
-                    )
+                    raise ValueError(f"{self.kind}: the name {key!r} is already registered by {self.where(key)}")
             for key in (name, *aliases):
                 self._entries[key] = obj
             return obj

@@ -16,8 +16,12 @@ def tiny_config(tmp_path):
     cfg = {
         "model": {"name": "unet", "encoder": "resnet18", "decoder_channels": [32, 16, 16, 8, 8]},
         "loss": "ce",
-        "data": {"name": "shapes", "image_size": 32, "train": {"split": "train", "num_images": 16},
-                 "val": {"split": "val", "num_images": 8}},
+        "data": {
+            "name": "shapes",
+            "image_size": 32,
+            "train": {"split": "train", "num_images": 16},
+            "val": {"split": "val", "num_images": 8},
+        },
         "train": {"epochs": 1, "batch_size": 8, "out_dir": str(tmp_path / "run")},
     }
     path = tmp_path / "tiny.yaml"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,7 +131,9 @@ class ShapesDataset(SegmentationDataset):
             return to_sample(image, mask, self.transforms, path)
         inst = [v.astype(np.uint8) for v in visible]
         if self.transforms is not None:
-            out = self.transforms(image=image, mask=mask, masks=inst) if inst else self.transforms(image=image, mask=mask)
+            out = (
+                self.transforms(image=image, mask=mask, masks=inst) if inst else self.transforms(image=image, mask=mask)
+            )
             image, mask, inst = out["image"], out["mask"], list(out.get("masks", []))
         target = instance_target([np.asarray(m) for m in inst], labels, index)
         return to_sample(image, mask, None, path, target=target)
@@ -151,7 +154,8 @@ def instance_target(masks: list[np.ndarray], labels: list[int], image_id: int) -
     keep = [i for i, m in enumerate(masks) if np.any(m)]
     if keep:
         stack = np.stack([np.asarray(masks[i]) != 0 for i in keep])
-        rows, cols = stack.any(axis=2), stack.any(axis=1)
+        rows: np.ndarray = np.asarray(stack.any(axis=2))
+        cols: np.ndarray = np.asarray(stack.any(axis=1))
         y1 = rows.argmax(axis=1)
         y2 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
         x1 = cols.argmax(axis=1)
@@ -160,7 +164,7 @@ def instance_target(masks: list[np.ndarray], labels: list[int], image_id: int) -
         masks_t = torch.from_numpy(stack.astype(np.uint8))
         area = torch.from_numpy(stack.sum(axis=(1, 2)).astype(np.float32))
     else:
-        h, w = (masks[0].shape if masks else (0, 0))
+        h, w = masks[0].shape if masks else (0, 0)
         boxes = np.zeros((0, 4), np.float32)
         masks_t = torch.zeros((0, h, w), dtype=torch.uint8)
         area = torch.zeros((0,), dtype=torch.float32)
@@ -203,9 +207,7 @@ def _distinct_colour(rng: np.random.Generator, others: list[np.ndarray], min_dis
     return best  # type: ignore[return-value]
 
 
-def _rasterise(
-    kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float, angle: float
-) -> np.ndarray:
+def _rasterise(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
     """Boolean ``(H, W)`` mask of one shape of circumradius ``r`` centred at ``(cy, cx)``."""
     dy, dx = yy - cy, xx - cx
     c, s = np.cos(angle), np.sin(angle)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -57,7 +58,9 @@ class ConfusionMatrix:
         if pred.dim() == target.dim() + 1:
             pred = pred.argmax(1)
         if pred.shape != target.shape:
-            raise ValueError(f"ConfusionMatrix.update: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+            raise ValueError(
+                f"ConfusionMatrix.update: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ"
+            )
         n = self.num_classes
         if self.mat.device != target.device:
             self.mat = self.mat.to(target.device)

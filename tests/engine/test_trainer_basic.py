@@ -43,8 +43,16 @@ def test_short_run_raises_val_miou_and_writes_run_folder(tmp_path, tiny_shapes):
 
 def test_unet_by_name_learns(tmp_path, tiny_shapes):
     model = build_model("unet", encoder="resnet18", num_classes=4, decoder_channels=[32, 16, 16, 8, 8])
-    trainer = Trainer(model, "ce", tiny_shapes("train", 32, 32), tiny_shapes("val", 8, 32), epochs=2, batch_size=8,
-                      lr=0.003, out_dir=tmp_path)
+    trainer = Trainer(
+        model,
+        "ce",
+        tiny_shapes("train", 32, 32),
+        tiny_shapes("val", 8, 32),
+        epochs=2,
+        batch_size=8,
+        lr=0.003,
+        out_dir=tmp_path,
+    )
     first = trainer.fit()
     assert first["train/loss"] < 1.3  # chance level for 4 classes is ln 4 = 1.386
 
@@ -74,8 +82,16 @@ def test_callback_hook_order(tmp_path, tiny_shapes):
         def on_fit_end(self, trainer):
             calls.append("fit_end")
 
-    Trainer(TinyNet(), None, tiny_shapes("train", 8, 32), tiny_shapes("val", 4, 32), epochs=2, batch_size=4,
-            callbacks=[Recorder()], out_dir=tmp_path).fit()
+    Trainer(
+        TinyNet(),
+        None,
+        tiny_shapes("train", 8, 32),
+        tiny_shapes("val", 4, 32),
+        epochs=2,
+        batch_size=4,
+        callbacks=[Recorder()],
+        out_dir=tmp_path,
+    ).fit()
     epoch = ["epoch_start", "batch_end", "batch_end", "validation_end", "epoch_end"]
     assert calls == ["fit_start", *epoch, *epoch, "fit_end"]
 
@@ -88,16 +104,18 @@ def test_subclass_overrides_compute_loss(tmp_path, tiny_shapes):
             out["loss"] = out["loss"] + out["aux"]
             return out
 
-    trainer = MyTrainer(TinyNet(), "ce", tiny_shapes("train", 8, 32), None, epochs=1, batch_size=4, out_dir=tmp_path,
-                        log_every=1)
+    trainer = MyTrainer(
+        TinyNet(), "ce", tiny_shapes("train", 8, 32), None, epochs=1, batch_size=4, out_dir=tmp_path, log_every=1
+    )
     trainer.fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("train/aux" in r for r in rows)
 
 
 def test_combined_loss_terms_are_logged(tmp_path, tiny_shapes):
-    Trainer(TinyNet(), "ce+dice", tiny_shapes("train", 8, 32), None, epochs=1, batch_size=4, out_dir=tmp_path,
-            log_every=1).fit()
+    Trainer(
+        TinyNet(), "ce+dice", tiny_shapes("train", 8, 32), None, epochs=1, batch_size=4, out_dir=tmp_path, log_every=1
+    ).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("train/loss/ce" in r and "train/loss/dice" in r for r in rows)
 
@@ -107,8 +125,9 @@ def test_nonfinite_losses_stop_training_with_a_clear_message(tmp_path, tiny_shap
         def forward(self, x):
             return super().forward(x) * float("nan")
 
-    trainer = Trainer(NaNNet(), "ce", tiny_shapes("train", 16, 32), None, epochs=1, batch_size=2, max_nonfinite=3,
-                      out_dir=tmp_path)
+    trainer = Trainer(
+        NaNNet(), "ce", tiny_shapes("train", 16, 32), None, epochs=1, batch_size=2, max_nonfinite=3, out_dir=tmp_path
+    )
     before = [p.detach().clone() for p in trainer.model.parameters()]
     with pytest.raises(FloatingPointError, match="3 consecutive non-finite losses"):
         trainer.fit()

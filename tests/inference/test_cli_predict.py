@@ -90,9 +90,9 @@ def _tiny_maskrcnn(num_classes: int = 4):
     )
 
 
-def test_predict_instances_respects_min_confidence(tmp_path, capsys):
-    if "_test_tiny_maskrcnn" not in MODELS:
-        MODELS.register("_test_tiny_maskrcnn")(_tiny_maskrcnn)
+def test_predict_instances_respects_min_confidence(tmp_path, capsys, monkeypatch):
+    # Registered for this test only, so the registry-driven tests elsewhere never see it.
+    monkeypatch.setitem(MODELS._entries, "_test_tiny_maskrcnn", _tiny_maskrcnn)
     torch.manual_seed(0)
     model = _tiny_maskrcnn()
     ckpt = save_checkpoint(

@@ -83,7 +83,9 @@ def test_trainer_uses_default_loss_and_reports_both_terms(tiny_shapes, tmp_path)
     trainer = Trainer(model, train_data=data, epochs=1, batch_size=2, device="cpu",
                       out_dir=tmp_path, log_every=1, scheduler=None)  # fmt: skip
     assert isinstance(trainer.loss_fn, GatedSCNNLoss)
-    batch = next(iter(trainer._loader(trainer.train_data, shuffle=False)))
+    from segkit.datasets import collate_semantic
+
+    batch = collate_semantic([data[0], data[1]])
     model.train()
     out = trainer.training_step(batch)
     assert set(out) == {"loss", "loss/seg", "loss/edge"} and float(out["loss/edge"]) > 0
