@@ -33,5 +33,8 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 
 def figure_to_array(fig: Any) -> np.ndarray:
     """Render ``fig`` and return it as an ``(H, W, 3)`` uint8 RGB array (for trackers' ``log_images``)."""
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
+from segkit.viz.figures import figure_to_array  # re-exported: the trackers import it from here
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -80,12 +82,3 @@ def plot_weight_histograms(model_or_values: nn.Module | Mapping[str, Any], n: in
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("count")
     return fig
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render a matplotlib figure to an ``(H, W, 3)`` uint8 RGB array (for trackers that take images)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
