@@ -37,6 +37,8 @@ class ShapesDataset(SegmentationDataset):
         transforms: albumentations ``Compose`` (or any callable with its interface) applied to
             image and masks together; None normalises with ImageNet statistics only.
         min_size, max_size: object radius as a fraction of the shorter image side.
+        rotate: rotate each object by a random angle (False: every shape keeps one orientation; the
+            layout, sizes and colours stay the same).
 
     Sample:
         ``image`` float32 ``(3, H, W)``; ``mask`` int64 ``(H, W)`` in ``[0, num_classes)``;
@@ -57,6 +59,7 @@ class ShapesDataset(SegmentationDataset):
         transforms: Callable[..., dict[str, Any]] | None = None,
         min_size: float = 0.08,
         max_size: float = 0.22,
+        rotate: bool = True,
     ) -> None:
         if split not in _SPLIT_STREAMS:
             raise ValueError(f"shapes: split must be one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
@@ -79,6 +82,7 @@ class ShapesDataset(SegmentationDataset):
         self.transforms = transforms
         self.min_size = float(min_size)
         self.max_size = float(max_size)
+        self.rotate = bool(rotate)
 
     def __len__(self) -> int:
         return self.num_images
@@ -103,7 +107,7 @@ class ShapesDataset(SegmentationDataset):
                 label = int(rng.integers(1, self.num_classes))
                 radius = rng.uniform(self.min_size, self.max_size) * side
                 cy, cx = rng.uniform(radius * 0.6, h - radius * 0.6), rng.uniform(radius * 0.6, w - radius * 0.6)
-                shape = _rasterise(SHAPE_KINDS[label - 1], yy, xx, cy, cx, radius, rng.uniform(0, 2 * np.pi))
+                shape = _rasterise(SHAPE_KINDS[label - 1], yy, xx, cy, cx, radius, rng.uniform(0, 2 * np.pi) * self.rotate)
                 area = int(shape.sum())
                 if area < 12:
                     continue
