@@ -273,14 +273,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """Return a copy of ``raw`` with ``"a.b.c=value"`` overrides applied (values parsed as YAML).
 
     Raises:
-        ConfigError: an override without ``=`` or one that descends into a non-mapping.
+        ConfigError: an override without ``=``, with a value that is not plain YAML, or one that
+            descends into a non-mapping.
     """
     out = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=0.01")
         path, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text != "" else ""
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"override {item!r}: not valid YAML (only plain YAML is accepted, no object tags): "
+                + str(exc).splitlines()[0]
+            ) from None
         node = out
         keys = path.strip().split(".")
         for depth, key in enumerate(keys[:-1]):
