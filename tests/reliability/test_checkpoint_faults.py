@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import re
 
 import pytest
@@ -124,3 +125,28 @@ def test_cli_reports_an_unwritable_run_folder_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"segkit train: error: run folder {blocker / 'run'} is not writable: Not a directory" in err
     assert "Traceback" not in err
+
+
+def test_resume_auto_starts_a_new_run_then_continues_one(tmp_path, tiny_shapes, reference, capsys):
+    """``resume="auto"`` is what `torchrun --max-restarts` needs: one command for the first start and every restart."""
+    run = tmp_path / "run"
+    run.mkdir()
+    # A first attempt that died before its first checkpoint left a metrics row behind.
+    (run / "metrics.jsonl").write_text('{"step": 1, "train/loss": 9.0, "train/lr": 0.01}\n')
+
+    class Stop(Callback):
+        def on_train_batch_end(self, trainer, outputs):
+            if trainer.global_step == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(run, tiny_shapes, [Stop()]).fit(resume="auto")
+    assert f"resume='auto': no checkpoint in {run}, starting a new run" in capsys.readouterr().out
+    resumed = _trainer(run, tiny_shapes)
+    resumed.fit(resume="auto")
+    assert "resuming from" in capsys.readouterr().out
+    for key, value in reference.items():
+        assert torch.equal(resumed.module.state_dict()[key], value), key
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/lr" in r] == list(range(1, STEPS + 1))
+    assert 9.0 not in [r.get("train/loss") for r in rows]
