@@ -257,7 +257,9 @@ class FileDataset(SegmentationDataset):
             except Exception as exc:
                 # Not a file problem (a transform, a bug): kept as is, but the traceback a DataLoader
                 # worker forwards then names the sample, not only the worker.
-                exc.add_note(f"while loading sample {i} ({self.item_path(i)}) of {type(self).__name__}")
+                note = f"while loading sample {i} ({self.item_path(i)}) of {type(self).__name__}"
+                if hasattr(exc, "add_note"):  # Python >= 3.11
+                    exc.add_note(note)
                 raise
             if skipped:
                 self.bad_samples.update(skipped)

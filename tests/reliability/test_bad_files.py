@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -155,6 +157,7 @@ def test_index_masks_in_palette_16_bit_and_grey_pngs_give_the_stored_indices(tmp
     np.testing.assert_array_equal(mask, labels)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (add_note) need Python 3.11")
 def test_a_dataloader_worker_error_that_is_not_a_file_problem_names_the_sample(tmp_path):
     from torch.utils.data import DataLoader
 
