@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segkit.datasets import BadSampleError, CocoFormatError, build_dataset
-from tests.reliability.conftest import H, W, coco_base, write_coco_root, write_json
+from tests.reliability._coco import H, W, coco_base, write_coco_root, write_json
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats() | st.text(max_size=8),

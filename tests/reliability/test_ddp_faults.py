@@ -16,7 +16,7 @@ def test_a_dead_worker_ends_the_job_with_a_clear_message(tmp_path, watchdog):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "--max-restarts", "0", str(ROOT / "tests/reliability/ddp_worker_dies.py"), str(tmp_path / "run")]  # fmt: skip
     # Bounded: without the agent tearing the group down, rank 0 would wait in all_reduce for gloo's 30 min.
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150, cwd=ROOT)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     # torchrun's summary names the script, the dead rank and its exit code.

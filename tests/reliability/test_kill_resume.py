@@ -61,17 +61,21 @@ def test_kill_9_at_two_steps_then_resume_last_is_bit_identical(tmp_path, one_thr
     for name in kill_at:  # both runs at once: the two cores import torch in parallel
         cmd = [sys.executable, "-m", "segkit.cli", "train", "--config", str(cfg),
                "--set", "train.checkpoint_every=1", "--set", f"train.out_dir={tmp_path / name}"]  # fmt: skip
-        procs[name] = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while any(p.poll() is None and p.pid for p in procs.values()) and time.monotonic() < deadline:
+        with open(tmp_path / f"{name}.log", "wb") as log:  # a file, not a pipe nobody reads while it runs
+            procs[name] = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline, killed = time.monotonic() + 100, set()
+    while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
         for name, p in procs.items():
             if p.poll() is None and _steps_logged(tmp_path / name) >= kill_at[name]:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+                killed.add(name)
         time.sleep(0.005)
     for name, p in procs.items():
-        stderr = p.stderr.read().decode() if p.stderr else ""
-        assert p.wait() == -signal.SIGKILL, f"{name}: the run ended before it could be killed: {stderr[-2000:]}"
+        if p.poll() is None:  # stuck before reaching its step: stop it, and fail below
+            p.kill()
+        output = (tmp_path / f"{name}.log").read_text()[-2000:]
+        assert name in killed and p.wait() == -signal.SIGKILL, f"{name}: not killed at its step: {output}"
 
     # A row torn by the kill (as if it died inside a write) must not break the resume either.
     with open(tmp_path / "early" / "metrics.jsonl", "a") as fh:
