@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ def test_a_dead_worker_ends_the_job_with_a_clear_message(tmp_path, watchdog):
     assert proc.returncode != 0
     # torchrun's summary names the script, the dead rank and its exit code.
     assert "ddp_worker_dies.py FAILED" in output, output[-3000:]
-    assert "rank      : 1" in output and "exitcode  : 3" in output, output[-3000:]
+    assert re.search(r"Root Cause.*?rank\s+: 1 .*?exitcode\s+: 3 ", output, re.S), output[-3000:]
 
     logs = [[tuple(map(int, line.split())) for line in (tmp_path / "run" / f"rank{r}.log").read_text().splitlines()]
             for r in (0, 1)]  # fmt: skip
