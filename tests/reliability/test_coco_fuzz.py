@@ -46,17 +46,41 @@ def _get(doc, path):
     return doc
 
 
+def _entries(doc, key):
+    """The dict entries of ``doc[key]`` if that is still a list (an earlier mutation may have replaced it)."""
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
 @st.composite
 def broken_documents(draw):
     doc = coco_base()
     for _ in range(draw(st.integers(1, 3))):
         paths = list(_paths(doc))
-        action = draw(st.sampled_from(["delete", "replace", "duplicate", "segmentation", "bbox", "category"]))
-        anns = [a for a in doc.get("annotations", []) if isinstance(a, dict)] if isinstance(doc, dict) else []
-        if action in ("segmentation", "bbox", "category") and anns:
+        # Half the actions break the format; the other half keep it valid but stress loading (sizes that
+        # differ from the image, a missing file, degenerate boxes, any valid polygon).
+        action = draw(
+            st.sampled_from(
+                ["delete", "replace", "duplicate", "segmentation", "bbox", "category"]
+                + ["polygon", "no_bbox", "size", "file"]
+            )  # fmt: skip
+        )
+        anns, images = _entries(doc, "annotations"), _entries(doc, "images")
+        if action in ("size", "file") and images:
+            image = draw(st.sampled_from(images))
+            if action == "size":
+                image[draw(st.sampled_from(["height", "width"]))] = draw(st.integers(1, 40))
+            else:
+                image["file_name"] = draw(st.sampled_from(["a.png", "b.png", "missing.png", "sub/a.png"]))
+        elif action in ("segmentation", "bbox", "category", "polygon", "no_bbox") and anns:
             ann = draw(st.sampled_from(anns))
             if action == "segmentation":
                 ann["segmentation"] = draw(SEGMENTATIONS)
+            elif action == "polygon":  # valid: 3 to 6 points, in or slightly outside the image
+                n = draw(st.integers(3, 6))
+                ann["segmentation"] = [draw(st.lists(st.floats(-3, W + 3), min_size=2 * n, max_size=2 * n))]
+            elif action == "no_bbox":
+                ann.pop("bbox", None)
             elif action == "bbox":  # zero, negative and huge sizes
                 ann["bbox"] = draw(st.lists(st.integers(-20, 30) | st.floats(-1e9, 1e9), min_size=3, max_size=5))
             else:
@@ -122,7 +146,7 @@ def test_base_document_is_valid(coco_root):
 
 
 @settings(
-    max_examples=150,
+    max_examples=200,
     derandomize=True,
     deadline=None,
     database=None,
