@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -345,6 +346,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def save_config(cfg: Config | dict[str, Any], path: str | Path) -> None:
-    """Write the resolved config as YAML to ``path``."""
+    """Write the resolved config as YAML to ``path`` (through a temporary file: a kill never leaves half of it)."""
     raw = config_to_dict(cfg) if isinstance(cfg, Config) else cfg
-    Path(path).write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    os.replace(tmp, path)
