@@ -236,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         default=None,
-        metavar="last|PATH",
-        help="continue an interrupted run: 'last' (the run folder's last.pt) or a checkpoint path",
+        metavar="last|auto|PATH",
+        help="continue an interrupted run: 'last' (the run folder's last.pt), 'auto' (last if the run folder "
+        "holds a checkpoint, else start; for torchrun --max-restarts) or a checkpoint path",
     )
     p.set_defaults(func=_cmd_train)
 

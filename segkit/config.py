@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -273,14 +274,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """Return a copy of ``raw`` with ``"a.b.c=value"`` overrides applied (values parsed as YAML).
 
     Raises:
-        ConfigError: an override without ``=`` or one that descends into a non-mapping.
+        ConfigError: an override without ``=``, with a value that is not plain YAML, or one that
+            descends into a non-mapping.
     """
     out = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=0.01")
         path, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text != "" else ""
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"override {item!r}: not valid YAML (only plain YAML is accepted, no object tags): "
+                + str(exc).splitlines()[0]
+            ) from None
         node = out
         keys = path.strip().split(".")
         for depth, key in enumerate(keys[:-1]):
@@ -338,6 +346,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def save_config(cfg: Config | dict[str, Any], path: str | Path) -> None:
-    """Write the resolved config as YAML to ``path``."""
+    """Write the resolved config as YAML to ``path`` (through a temporary file: a kill never leaves half of it)."""
     raw = config_to_dict(cfg) if isinstance(cfg, Config) else cfg
-    Path(path).write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    os.replace(tmp, path)

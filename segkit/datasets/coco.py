@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,73 +14,173 @@ from segkit.datasets import DATASETS
 from segkit.datasets.base import default_palette
 from segkit.datasets.files import BadSampleError, FileDataset, read_image
 
-__all__ = ["COCODataset", "COCOSemanticDataset", "VOC_COCO_CATEGORIES", "ann_to_mask", "load_coco_json"]
+__all__ = [
+    "COCODataset",
+    "COCOSemanticDataset",
+    "CocoFormatError",
+    "VOC_COCO_CATEGORIES",
+    "ann_to_mask",
+    "load_coco_json",
+]
 
 # torchvision references/segmentation: COCO category ids of the 20 VOC classes, index = VOC label.
 VOC_COCO_CATEGORIES = [0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72]
 _LAYOUT = "expected annotations/instances_{split}{year}.json and images in {split}{year}/"
 
 
+class CocoFormatError(ValueError):
+    """A COCO annotation file that cannot be used; the message names the file, the entry and the reason."""
+
+
 def load_coco_json(path: str | Path) -> dict[str, Any]:
-    """Load and validate a COCO instances JSON; every problem raises ``ValueError`` naming the file and field."""
+    """Load and validate a COCO instances JSON.
+
+    Checked at load, so a bad file fails at construction and never inside pycocotools (whose C code
+    crashes or hangs on huge or NaN polygon coordinates and on malformed compressed RLE): types of
+    ids, sizes, boxes and ``iscrowd``; duplicate image, category and annotation ids; polygons
+    (at least 3 points, finite, inside the image extended by its size on every side); RLE sizes and
+    counts (non-negative, summing to ``height * width``, compressed strings decoded and checked).
+    Boxes with zero or negative size are accepted here and skipped by ``coco`` (see its docstring).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CocoFormatError: (a ``ValueError``) anything malformed; the message names the file and field.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"coco: annotation file {path} does not exist; {_LAYOUT}")
     try:
         data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CocoFormatError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level must be an object with images, annotations, categories")
+        raise CocoFormatError(f"{path}: top level must be an object with images, annotations, categories")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: missing key {key!r} (a list)")
+            raise CocoFormatError(f"{path}: missing key {key!r} (a list)")
+    images: dict[int, dict[str, Any]] = {}
     for n, img in enumerate(data["images"]):
-        for key in ("id", "file_name", "height", "width"):
-            if key not in img:
-                raise ValueError(f"{path}: images[{n}] has no {key!r}")
+        where = f"{path}: images[{n}]"
+        _check_fields(
+            img, where, {"id": _is_int, "file_name": _is_relative_path, "height": _is_size, "width": _is_size}
+        )
+        if img["id"] in images:
+            raise CocoFormatError(f"{where}: duplicate image id {img['id']}")
+        images[img["id"]] = img
+    cats: set[int] = set()
     for n, cat in enumerate(data["categories"]):
-        for key in ("id", "name"):
-            if key not in cat:
-                raise ValueError(f"{path}: categories[{n}] has no {key!r}")
-    images = {img["id"]: img for img in data["images"]}
-    cats = {c["id"] for c in data["categories"]}
+        where = f"{path}: categories[{n}]"
+        _check_fields(cat, where, {"id": _is_int, "name": lambda v: isinstance(v, str)})
+        if cat["id"] in cats:
+            raise CocoFormatError(f"{where}: duplicate category id {cat['id']}")
+        cats.add(cat["id"])
+    ann_ids: set[int] = set()
     for n, ann in enumerate(data["annotations"]):
-        where = f"{path}: annotations[{n}] (id {ann.get('id')})"
-        for key in ("image_id", "category_id", "segmentation"):
-            if key not in ann:
-                raise ValueError(f"{where} has no {key!r}")
+        where = f"{path}: annotations[{n}]"
+        if isinstance(ann, dict) and _is_int(ann.get("id")):
+            where += f" (id {ann['id']})"
+        _check_fields(ann, where, {"image_id": _is_int, "category_id": _is_int, "segmentation": lambda v: True})
+        if "id" in ann:
+            if not _is_int(ann["id"]):
+                raise CocoFormatError(f"{where}: 'id' must be an integer, got {_short(ann['id'])}")
+            if ann["id"] in ann_ids:
+                raise CocoFormatError(f"{where}: duplicate annotation id {ann['id']}")
+            ann_ids.add(ann["id"])
         if ann["category_id"] not in cats:
-            raise ValueError(f"{where}: unknown category_id {ann['category_id']}")
+            raise CocoFormatError(f"{where}: unknown category_id {ann['category_id']}")
         if ann["image_id"] not in images:
-            raise ValueError(f"{where}: unknown image_id {ann['image_id']}")
+            raise CocoFormatError(f"{where}: unknown image_id {ann['image_id']}")
+        if "bbox" in ann and not (
+            isinstance(ann["bbox"], list) and len(ann["bbox"]) == 4 and all(map(_is_finite, ann["bbox"]))
+        ):
+            raise CocoFormatError(f"{where}: 'bbox' must be [x, y, width, height] numbers, got {_short(ann['bbox'])}")
+        if ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd", 0), float):
+            raise CocoFormatError(f"{where}: 'iscrowd' must be 0 or 1, got {_short(ann['iscrowd'])}")
         img = images[ann["image_id"]]
         _check_segmentation(ann["segmentation"], img["height"], img["width"], where)
     return data
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_size(v: Any) -> bool:
+    return _is_int(v) and v > 0
+
+
+def _is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_relative_path(v: Any) -> bool:
+    # A file name must stay inside the image folder: no absolute path, no "..".
+    return isinstance(v, str) and bool(v) and not Path(v).is_absolute() and ".." not in Path(v).parts
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_fields(entry: Any, where: str, fields: dict[str, Callable[[Any], bool]]) -> None:
+    if not isinstance(entry, dict):
+        raise CocoFormatError(f"{where}: expected an object, got {_short(entry)}")
+    for key, valid in fields.items():
+        if key not in entry:
+            raise CocoFormatError(f"{where} has no {key!r}")
+        if not valid(entry[key]):
+            raise CocoFormatError(f"{where}: bad {key!r}: {_short(entry[key])}")
+
+
 def _check_segmentation(segm: Any, h: int, w: int, where: str) -> None:
     if isinstance(segm, list):
         if not segm:
-            raise ValueError(f"{where}: empty polygon list")
+            raise CocoFormatError(f"{where}: empty polygon list")
         for poly in segm:
             if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                raise ValueError(f"{where}: bad polygon (need an even number >= 6 of coordinates)")
-            if not all(isinstance(v, (int, float)) for v in poly):
-                raise ValueError(f"{where}: bad polygon (non-numeric coordinate)")
+                raise CocoFormatError(f"{where}: bad polygon (need an even number >= 6 of coordinates)")
+            if not all(map(_is_finite, poly)):
+                raise CocoFormatError(f"{where}: bad polygon (non-numeric or non-finite coordinate)")
+            xs, ys = poly[0::2], poly[1::2]
+            if min(xs) < -w or max(xs) > 2 * w or min(ys) < -h or max(ys) > 2 * h:
+                raise CocoFormatError(f"{where}: bad polygon (coordinates far outside the {h}x{w} image)")
     elif isinstance(segm, dict):
         if "counts" not in segm or "size" not in segm:
-            raise ValueError(f"{where}: bad RLE (needs 'counts' and 'size')")
-        if list(segm["size"]) != [h, w]:
-            raise ValueError(f"{where}: bad RLE size {segm['size']} for a {h}x{w} image")
+            raise CocoFormatError(f"{where}: bad RLE (needs 'counts' and 'size')")
+        if segm["size"] != [h, w]:
+            raise CocoFormatError(f"{where}: bad RLE size {_short(segm['size'])} for a {h}x{w} image")
         counts = segm["counts"]
-        if isinstance(counts, list):
-            if sum(counts) != h * w or any((not isinstance(c, int)) or c < 0 for c in counts):
-                raise ValueError(f"{where}: bad RLE counts (must be non-negative and sum to {h}*{w})")
-        elif not isinstance(counts, str):
-            raise ValueError(f"{where}: bad RLE counts (a list or a compressed string)")
+        if isinstance(counts, str):
+            counts = _rle_string_counts(counts, where)
+        elif not isinstance(counts, list) or not all(map(_is_int, counts)):
+            raise CocoFormatError(f"{where}: bad RLE counts (a list of integers or a compressed string)")
+        if any(c < 0 for c in counts) or sum(counts) != h * w:
+            raise CocoFormatError(f"{where}: bad RLE counts (must be non-negative and sum to {h}*{w})")
     else:
-        raise ValueError(f"{where}: segmentation must be polygons (list) or RLE (dict)")
+        raise CocoFormatError(f"{where}: segmentation must be polygons (list) or RLE (dict)")
+
+
+def _rle_string_counts(text: str, where: str) -> list[int]:
+    """Decode a compressed RLE string as pycocotools' ``rleFrString`` does, refusing what its C code would misread."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(text[p]) - 48 if p < len(text) else -1
+            # Valid characters are 48..111; more than 6 per count overflows the C decoder's int shift.
+            if not 0 <= c < 64 or k == 6:
+                raise CocoFormatError(f"{where}: bad RLE counts (malformed compressed string at character {p})")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x -= 1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
 
 
 def ann_to_mask(segm: Any, h: int, w: int) -> np.ndarray:
@@ -145,9 +246,9 @@ class COCODataset(_COCOBase):
     """COCO instance segmentation (``annotations/instances_{split}2017.json`` + ``{split}2017/``).
 
     Targets hold every annotation (polygons and RLE); ``iscrowd`` is kept as a flag; boxes are the
-    annotations' ``bbox`` as xyxy clipped to the image, and degenerate ones (no width or height)
-    are dropped with their masks, as torchvision's reference scripts do (so are annotations whose
-    mask rasterises to no pixel). ``area`` is the mask's pixel count. Category ids are mapped to
+    annotations' ``bbox`` as xyxy clipped to the image (the mask's box when ``bbox`` is absent), and
+    degenerate ones (zero or negative width or height) are dropped with their masks, as
+    torchvision's reference scripts do (so are annotations whose mask rasterises to no pixel). ``area`` is the mask's pixel count. Category ids are mapped to
     contiguous labels ``1..K`` in id order (0 = background; names in ``class_names``).
 
     Args:
@@ -189,11 +290,18 @@ class COCODataset(_COCOBase):
         h, w = image.shape[:2]
         masks, labels, crowd, boxes = [], [], [], []
         for a in self.anns[img["id"]]:
-            x, y, bw, bh = a.get("bbox", (0, 0, 0, 0))
+            mask = ann_to_mask(a["segmentation"], h, w)
+            if "bbox" in a:
+                x, y, bw, bh = a["bbox"]
+            else:  # no bbox given: the mask's bounding box
+                ys, xs = np.nonzero(mask)
+                x, y, bw, bh = (
+                    (xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) if len(xs) else (0,) * 4
+                )
             box = [max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)]
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
-            masks.append(ann_to_mask(a["segmentation"], h, w))
+            masks.append(mask)
             labels.append(self.cat_to_label[a["category_id"]])
             crowd.append(int(a.get("iscrowd", 0)))
             boxes.append(box)

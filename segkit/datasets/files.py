@@ -254,6 +254,13 @@ class FileDataset(SegmentationDataset):
                     raise BadSampleError(f"{exc} [sample {i} of {type(self).__name__}]") from None
                 skipped.append((self.item_path(i), str(exc)))
                 continue
+            except Exception as exc:
+                # Not a file problem (a transform, a bug): kept as is, but the traceback a DataLoader
+                # worker forwards then names the sample, not only the worker.
+                note = f"while loading sample {i} ({self.item_path(i)}) of {type(self).__name__}"
+                if hasattr(exc, "add_note"):  # Python >= 3.11
+                    exc.add_note(note)
+                raise
             if skipped:
                 self.bad_samples.update(skipped)
                 sample["bad_samples"] = skipped

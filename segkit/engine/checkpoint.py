@@ -12,7 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "load_checkpoint", "load_state_dict_checked", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "check_writable_dir",
+    "load_checkpoint",
+    "load_state_dict_checked",
+    "save_checkpoint",
+]
 
 FORMAT = "segkit-checkpoint"
 
@@ -21,14 +27,33 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, unsafe or does not fit the model; the message names the file."""
 
 
-def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+def check_writable_dir(folder: str | Path) -> None:
+    """Create ``folder`` if needed and check that a file can be written in it (called before training).
+
+    Raises:
+        CheckpointError: the folder cannot be created or written (read-only, a path under a regular
+            file, no permission, disk full); the message names it.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".segkit-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(f"run folder {folder} is not writable: {exc.strerror or exc}") from None
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | Path, previous: str | Path | None = None) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
 
-    A crash mid-write leaves any previous file at ``path`` intact.
+    A crash or a failed write (disk full) leaves any previous file at ``path`` intact.
 
     Args:
         state: plain data (tensors, numbers, strings, lists, dicts) so ``weights_only`` loading works.
         path: destination file.
+        previous: if given, an existing ``path`` is renamed to this once the new file is complete
+            (``last.pt`` -> ``last.prev.pt``), so a failed write never leaves ``path`` missing.
 
     Returns:
         The path written.
@@ -48,6 +73,8 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException as exc:
         try:

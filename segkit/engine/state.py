@@ -259,8 +259,15 @@ def truncate_jsonl(path: Path, step: int) -> None:
         return
     import json
 
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    path.write_text("".join(ln + "\n" for ln in lines if int(json.loads(ln).get("step", 0)) <= step))
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a row torn by the kill that interrupted the run
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

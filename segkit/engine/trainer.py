@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from tqdm import tqdm
 from segkit.datasets import build_dataset, collate_instances, collate_semantic
 from segkit.engine import distributed as ddp
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from segkit.engine.checkpoint import save_checkpoint
+from segkit.engine.checkpoint import check_writable_dir, save_checkpoint
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
 from segkit.engine.state import (
@@ -226,6 +225,8 @@ class Trainer:
 
         from segkit.config import config_to_dict
 
+        # Seed before building anything, so train.seed also fixes the model's initial weights.
+        seed_everything(int(overrides.get("seed", cfg.train.seed)))
         train_ds = build_dataset(cfg.data.name, **cfg.data.split_params("train"))
         val_params = cfg.data.split_params("val")
         val_ds = build_dataset(cfg.data.name, **val_params) if val_params is not None else None
@@ -332,7 +333,8 @@ class Trainer:
 
         Args:
             resume: None, ``"last"`` (``out_dir/last.pt``, or the newest readable checkpoint there if
-                it is damaged) or a checkpoint path: continue exactly where that run stopped.
+                it is damaged), ``"auto"`` (``"last"`` if the folder holds a checkpoint, else a new run)
+                or a checkpoint path: continue exactly where that run stopped.
         """
         if self.train_data is None:
             raise ValueError("fit: no train_data was given")
@@ -343,6 +345,8 @@ class Trainer:
         self.optimizer, self.scheduler = self.configure_optimizers()
         use_scaler = self.amp == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+        if self.is_main_process:
+            check_writable_dir(self.out_dir)  # fail now, not at the first checkpoint an hour in
         if resume is not None:
             self.load_training_state(resume)
         self._open_trackers()
@@ -499,9 +503,21 @@ class Trainer:
         model, optimizer, scheduler, scaler, EMA, epoch/step/batch position, RNG states, callbacks."""
         return training_state(self, metrics)
 
-    def save_checkpoint(self, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Atomically write the checkpoint to ``path`` and the resolved config beside it."""
-        path = save_checkpoint(self.checkpoint_state(metrics), path)
+    def save_checkpoint(
+        self, path: str | Path, metrics: Mapping[str, Any] | None = None, previous: str | Path | None = None
+    ) -> Path:
+        """Atomically write the checkpoint to ``path`` and the resolved config beside it.
+
+        Args:
+            path: destination file.
+            metrics: stored under ``metrics``.
+            previous: where an existing ``path`` is moved once the new file is complete (or None).
+
+        Raises:
+            CheckpointError: the write failed (e.g. disk full); the message names the file, and any
+                previous file at ``path`` is left intact.
+        """
+        path = save_checkpoint(self.checkpoint_state(metrics), path, previous=previous)
         if self.config is not None and not (path.parent / "config.yaml").exists():
             from segkit.config import save_config
 
@@ -510,17 +526,24 @@ class Trainer:
 
     def save_last(self, metrics: Mapping[str, Any] | None = None) -> Path:
         """Write ``last.pt``, keeping the previous one as ``last.prev.pt`` (a fallback for resume)."""
-        last = self.out_dir / "last.pt"
-        if last.exists():
-            os.replace(last, self.out_dir / "last.prev.pt")
-        return self.save_checkpoint(last, metrics)
+        return self.save_checkpoint(self.out_dir / "last.pt", metrics, previous=self.out_dir / "last.prev.pt")
 
     def load_training_state(self, resume: str | Path) -> None:
         """Restore everything ``checkpoint_state`` saved (called by ``fit(resume=...)``).
 
         Args:
-            resume: ``"last"`` (with fallback, see ``find_resume_checkpoint``) or a checkpoint path.
+            resume: ``"last"`` (with fallback, see ``find_resume_checkpoint``), ``"auto"`` (like
+                ``"last"``, but a run folder without any checkpoint starts a new run: the same command
+                line serves the first start and every elastic restart) or a checkpoint path.
         """
+        if str(resume) == "auto":
+            names = ("last.pt", "last.prev.pt")
+            if not any((self.out_dir / n).exists() for n in names) and not any(self.out_dir.glob("epoch_*.pt")):
+                self._resumed_step = 0  # rows a dead attempt logged before its first checkpoint are dropped
+                if self.is_main_process:
+                    print(f"resume='auto': no checkpoint in {self.out_dir}, starting a new run")
+                return
+            resume = "last"
         path, state = find_resume_checkpoint(resume, self.out_dir)
         restore_training_state(self, state, str(path))
         self._resumed_step = self.global_step
