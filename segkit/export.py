@@ -131,7 +131,7 @@ def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None
         from segkit.models.mask_rcnn import COCO_CATEGORIES
 
         if model_cfg.get("num_classes") == len(COCO_CATEGORIES):
-            model.class_names = list(COCO_CATEGORIES)
+            setattr(model, "class_names", list(COCO_CATEGORIES))  # noqa: B010 (plain attribute on an nn.Module)
     return model
 
 
