@@ -107,7 +107,9 @@ def test_maskrcnn_inference_counts_fall_as_the_threshold_rises(tmp_path, capsys)
             assert np.array_equal(np.asarray(Image.open(high).convert("RGB")), image)
         assert (len(det) > 0) == (not np.array_equal(np.asarray(Image.open(low).convert("RGB")), image))
     out = capsys.readouterr().out
-    rows = {float(r[0]): int(r[1]) for r in (line.split() for line in out.splitlines()) if len(r) == 2 and r[1].isdigit()}
+    rows = {
+        float(r[0]): int(r[1]) for r in (line.split() for line in out.splitlines()) if len(r) == 2 and r[1].isdigit()
+    }
     assert rows == counts
 
 
