@@ -42,6 +42,7 @@ from segkit.config import config_from_dict
 from segkit.datasets.shapes import write_images
 from segkit.inference import read_image
 from segkit.models import build_model
+from segkit.models._utils import WeightsUnavailableError
 from segkit.viz import draw_instances, save_figure
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "shapes_maskrcnn.yaml"
@@ -116,8 +117,11 @@ def load_predictor(args: argparse.Namespace, out: Path, low: float) -> tuple[Pre
     if args.checkpoint:
         return Predictor.from_checkpoint(args.checkpoint, min_confidence=low), "checkpoint"
     if not args.quick and (args.coco or coco_weights_cached()):
-        model = build_model("mask_rcnn", weights="coco", box_score_thresh=low)  # 91 COCO classes, named
-        return Predictor(model, min_confidence=low), "coco"
+        try:
+            model = build_model("mask_rcnn", weights="coco", box_score_thresh=low)  # 91 COCO classes, named
+            return Predictor(model, min_confidence=low), "coco"
+        except WeightsUnavailableError as exc:  # offline and not cached: say so, then train on shapes
+            print(f"{exc}\nFalling back to a Mask R-CNN trained on the built-in shapes data.")
     return Predictor.from_checkpoint(train_on_shapes(out, args.quick), min_confidence=low), "shapes"
 
 
