@@ -6,9 +6,10 @@ Runs offline, with no Neptune account::
     python examples/neptune_tracking.py --quick    # tiny sizes, one epoch (used by the tests)
 
 What goes to Neptune: the resolved config under ``parameters``; every training step's loss terms and
-lr and every epoch's validation metrics as series; a validation overlay each epoch (the Trainer) and,
-after training, a held-out image with its prediction (the callback below); histograms of the weights
-of the first convolution layers (the article's last figure), as an image series ``weights/histograms``.
+lr and every epoch's validation metrics as series; a validation overlay and histograms of the weights
+of the first four convolution layers (the article's last figure, image series ``weights/histograms``)
+each epoch (the Trainer does both); after training, a held-out image with its prediction (the
+callback below).
 
 Offline mode writes the run under ``<out>/.neptune/offline/run__<id>__...`` (the working directory of
 the run). Later, either
@@ -33,14 +34,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from segkit import Predictor, Trainer
 from segkit.config import config_from_dict
 from segkit.datasets import build_dataset
 from segkit.engine.callbacks import Callback
 from segkit.tracking.export import export_run, read_run
-from segkit.viz import overlay_mask, save_figure
-from segkit.viz.histograms import plot_weight_histograms, weight_histograms
+from segkit.viz import overlay_mask
 
 # The client's background captures (hardware, stdout, source files) add nothing here and cost time.
 NEPTUNE = {
@@ -77,20 +78,17 @@ QUICK = {
 
 
 class LogTestPrediction(Callback):
-    """After training, log a held-out image with its predicted mask, and the first conv layers' weights."""
+    """After training, log a held-out image with its predicted mask (the Trainer logs the rest each epoch)."""
 
-    def __init__(self, image: np.ndarray, layers: int = 4) -> None:
+    def __init__(self, image: np.ndarray) -> None:
         self.image = image
-        self.layers = layers
 
     def on_fit_end(self, trainer: Trainer) -> None:
         predictor = Predictor(trainer.eval_model, trainer.class_names, trainer.palette, device=trainer.device)
         overlay = overlay_mask(self.image, predictor.predict(self.image), trainer.palette)
-        histograms = weight_histograms(trainer.module, n=self.layers)
         for tracker in trainer.trackers[1:]:  # the first one is the always-on metrics.jsonl
             tracker.log_images({"test/prediction": overlay}, trainer.global_step)
-            if callable(getattr(tracker, "log_histograms", None)):
-                tracker.log_histograms(histograms, trainer.global_step)
+            # Any time, e.g. every N steps: tracker.log_histograms(weight_histograms(trainer.module, n=4), step)
         trainer.module.train()
 
 
@@ -120,11 +118,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise RuntimeError(f"no Neptune offline run under {out / '.neptune' / 'offline'}")
     run = runs[-1]
 
-    # The same figure as a PNG, for a look without any tracker.
-    histogram_png = save_figure(plot_weight_histograms(trainer.module, n=4), out / "weight_histograms.png")
-
     # Read the offline run back (what `neptune sync` would upload) and replay it into TensorBoard.
     record = read_run(run)
+    # The weight histograms of the first conv layers as Neptune stored them (the last epoch's), as a PNG;
+    # segkit.viz.histograms.plot_weight_histograms(model, n=4) draws the same figure without a tracker.
+    histogram_png = out / "weight_histograms.png"
+    Image.fromarray([a for name, _, a in record.images if name == "weights/histograms"][-1]).save(histogram_png)
     series = sorted({k for _, m in record.metrics for k in m})
     print(f"Neptune offline run: {run}")
     print(f"  parameters: {', '.join(sorted(record.params))}")
