@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,11 +89,20 @@ def export_onnx(
     return path
 
 
-def model_from_checkpoint(path: str | Path) -> nn.Module:
+def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None = None) -> nn.Module:
     """Rebuild the model stored in a segkit checkpoint (its config names it) and load its weights.
 
-    Pretrained-weight options in the stored config (``encoder_weights``, ``weights``) are dropped:
-    the checkpoint's own weights replace them, so nothing is downloaded.
+    Pretrained-weight options in the stored config (``encoder_weights``, ``weights``,
+    ``weights_backbone``) are dropped: the checkpoint's own weights replace them, so nothing is
+    downloaded. Used by ``segkit export`` and ``Predictor.from_checkpoint`` alike.
+
+    Args:
+        path: the checkpoint file (named in errors).
+        checkpoint: the dict already loaded from ``path`` (saves reading it twice), or None.
+
+    Returns:
+        The model with the checkpoint's weights; a Mask R-CNN trained from ``weights="coco"`` with
+        91 classes keeps the COCO category names.
 
     Raises:
         CheckpointError: unreadable file, no model config inside, or weights that do not fit.
@@ -100,16 +110,45 @@ def model_from_checkpoint(path: str | Path) -> nn.Module:
     from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
     from segkit.models import build_model
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
     model_cfg = dict((ckpt.get("config") or {}).get("model") or {})
     if "name" not in model_cfg:
         raise CheckpointError(
-            f"{path}: no model config inside (a plain state dict?); build the model and call export_onnx"
+            f"{path}: no model config inside (a plain state dict?); build the model yourself and load the "
+            f"weights (then Predictor(model) or export_onnx(model, ...))"
         )
     name = model_cfg.pop("name")
-    for key in ("encoder_weights", "weights", "weights_backbone"):
-        model_cfg.pop(key, None)
-    model_cfg.setdefault("num_classes", ckpt.get("num_classes"))
+    dropped = {
+        key: model_cfg.pop(key) for key in ("encoder_weights", "weights", "weights_backbone") if key in model_cfg
+    }
+    if model_cfg.get("num_classes") is None:
+        model_cfg["num_classes"] = ckpt.get("num_classes")
     model = build_model(name, **model_cfg)
-    load_state_dict_checked(model, ckpt["model"], source=str(path))
+    state = ckpt["model"]
+    _match_frozen_norms(model, state)
+    load_state_dict_checked(model, state, source=str(path))
+    if dropped.get("weights") == "coco" and getattr(model, "class_names", "") is None:
+        from segkit.models.mask_rcnn import COCO_CATEGORIES
+
+        if model_cfg.get("num_classes") == len(COCO_CATEGORIES):
+            setattr(model, "class_names", list(COCO_CATEGORIES))  # noqa: B010 (plain attribute on an nn.Module)
     return model
+
+
+def _match_frozen_norms(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Swap each BatchNorm2d the checkpoint saved as a FrozenBatchNorm2d (no ``num_batches_tracked``).
+
+    Pretrained detection backbones (COCO or ImageNet weights) use frozen BatchNorm, which a model
+    rebuilt without those weights lacks; matching the layout lets the weights load with no download.
+    """
+    from torchvision.ops import FrozenBatchNorm2d
+
+    for name, module in list(model.named_modules()):
+        if (
+            isinstance(module, nn.BatchNorm2d)
+            and f"{name}.weight" in state
+            and f"{name}.num_batches_tracked" not in state
+        ):
+            parent, _, child = name.rpartition(".")
+            frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+            setattr(model.get_submodule(parent) if parent else model, child, frozen)

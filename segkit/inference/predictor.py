@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+from segkit.engine.checkpoint import load_checkpoint
 from segkit.inference.instances import Instances, is_detection_model
 from segkit.inference.window import sliding_window, tta_logits
-from segkit.models import build_model
 
 __all__ = ["Predictor", "read_image"]
 
@@ -40,6 +39,15 @@ def read_image(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from None
+
+
+def _normalises_inside(model: nn.Module) -> bool:
+    """True when a torchvision detector's own transform normalises (its mean/std are not the identity)."""
+    transform = getattr(model, "transform", None)
+    mean, std = getattr(transform, "image_mean", None), getattr(transform, "image_std", None)
+    if mean is None or std is None:
+        return True
+    return any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std)
 
 
 def _as_rgb(image: Any) -> np.ndarray:
@@ -67,8 +75,9 @@ class Predictor:
         class_names: names per class index (default: ``model.class_names`` if present).
         palette: ``(C, 3)`` uint8 colours.
         device: "auto", "cpu", "cuda", ...
-        mean, std: normalisation used in training (RGB, [0, 1] units); semantic models only
-            (torchvision detectors normalise inside).
+        mean, std: normalisation used in training (RGB, [0, 1] units). Detectors: applied when the
+            model's own transform does not normalise (segkit's ``mask_rcnn``); a plain torchvision
+            detector gets ``[0, 1]`` images and normalises inside.
         window: sliding-window side (or ``(h, w)``) for large images; None = whole image at once.
         overlap: fraction shared by neighbouring windows, in [0, 1).
         weighting: "gaussian" or "uniform" blending of overlapping window logits.
@@ -133,22 +142,16 @@ class Predictor:
             device: where to run.
             **kwargs: other ``Predictor`` options (``window``, ``tta``, ``min_confidence``, ...).
 
+        Pretrained-weight options of the saved config (``encoder_weights``, ``weights``) are dropped,
+        so nothing is downloaded (see ``segkit.export.model_from_checkpoint``).
+
         Raises:
             CheckpointError: unreadable file, no model config inside, or weights that do not fit.
         """
+        from segkit.export import model_from_checkpoint
+
         ckpt = load_checkpoint(path)
-        cfg = ckpt.get("config") or {}
-        model_cfg = dict(cfg.get("model") or {})
-        if "name" not in model_cfg:
-            raise CheckpointError(
-                f"{path}: no model config inside (a plain state dict?); build the model yourself and use "
-                f"Predictor(model) after loading the weights"
-            )
-        name = model_cfg.pop("name")
-        if model_cfg.get("num_classes") is None:
-            model_cfg["num_classes"] = ckpt.get("num_classes")
-        model = build_model(name, **model_cfg)
-        load_state_dict_checked(model, ckpt["model"], source=str(path))
+        model = model_from_checkpoint(path, ckpt)
         return cls(model, ckpt.get("class_names"), ckpt.get("palette"), device=device, **kwargs)
 
     # ----------------------------------------------------------------- public API
@@ -165,7 +168,8 @@ class Predictor:
         Args:
             image: a file path; an ``(H, W, 3)`` uint8 array; an ``(N, H, W, 3)`` uint8 array; a list
                 of paths/arrays (sizes may differ); or a float tensor ``(N, 3, H, W)`` / ``(3, H, W)``
-                (semantic: normalised like the training data; instance: RGB in [0, 1], as torchvision expects).
+                passed to the model as is, so normalised like the training data (a plain torchvision
+                detector: RGB in [0, 1]).
             min_confidence: instances only; overrides the predictor's threshold for this call.
             classes: instances only; keep only these labels or names.
 
@@ -258,7 +262,11 @@ class Predictor:
         else:
             items: list[Any] = [image] if single else list(image)
             arrays = [_as_rgb(read_image(p) if isinstance(p, (str, Path)) else p) for p in items]
-            tensors = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(255).to(self.device) for a in arrays]
+            unit = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(255) for a in arrays]
+            # segkit's Mask R-CNN takes ImageNet-normalised images, like its training data; a plain
+            # torchvision detector normalises [0, 1] images itself.
+            norm = not _normalises_inside(self.model)
+            tensors = [((t - self.mean[0]) / self.std[0] if norm else t).to(self.device) for t in unit]
         out: list[Instances] = []
         for j in range(0, len(tensors), self.batch_size):
             chunk = tensors[j : j + self.batch_size]

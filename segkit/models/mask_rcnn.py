@@ -150,7 +150,13 @@ def mask_rcnn(
 ) -> nn.Module:
     """Mask R-CNN (He et al. 2017) from torchvision, with the interface of torchvision's model unchanged.
 
-    Train mode: ``model(images, targets)`` with a list of ``(3, H, W)`` float images in [0, 1] and a list
+    Input convention: like every segkit model, it takes images already normalised with the ImageNet
+    mean and std (what segkit datasets yield and ``Predictor`` feeds), so torchvision's internal
+    normalisation is set to the identity (``image_mean=0``, ``image_std=1``); COCO weights see the
+    same numbers as in torchvision. To feed torchvision-style ``[0, 1]`` images instead, pass
+    ``image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD`` (``Predictor`` notices and feeds ``[0, 1]``).
+
+    Train mode: ``model(images, targets)`` with a list of ``(3, H, W)`` normalised float images and a list
     of target dicts (``boxes``, ``labels``, ``masks``) returns a dict of losses. Eval mode:
     ``model(images)`` returns a list of dicts ``boxes (K, 4)``, ``labels (K,)``, ``scores (K,)``,
     ``masks (K, 1, H, W)``. The options mirror Matterport's config names:
@@ -174,7 +180,8 @@ def mask_rcnn(
         class_names: names by label; defaults to ``COCO_CATEGORIES`` for 91 classes with ``weights="coco"``.
         **options: further torchvision ``MaskRCNN`` options, passed through (``rpn_post_nms_top_n_train``
             = POST_NMS_ROIS_TRAINING, ``box_batch_size_per_image`` = TRAIN_ROIS_PER_IMAGE,
-            ``rpn_batch_size_per_image`` = RPN_TRAIN_ANCHORS_PER_IMAGE, ``image_mean``/``image_std``, ...).
+            ``rpn_batch_size_per_image`` = RPN_TRAIN_ANCHORS_PER_IMAGE, ``image_mean``/``image_std``
+            = MEAN_PIXEL (default: identity, see the input convention above), ...).
 
     Returns:
         The torchvision ``MaskRCNN``, with ``class_names`` (list or None) set.
@@ -183,6 +190,10 @@ def mask_rcnn(
         raise ValueError(f"mask_rcnn: backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
     if weights_backbone not in (None, "imagenet"):
         raise ValueError(f"mask_rcnn: weights_backbone must be None or 'imagenet', got {weights_backbone!r}")
+    # The images arrive ImageNet-normalised (segkit's convention): normalising again inside would
+    # shift them twice, so the internal transform only resizes unless the caller asks otherwise.
+    options.setdefault("image_mean", [0.0, 0.0, 0.0])
+    options.setdefault("image_std", [1.0, 1.0, 1.0])
     kwargs: dict[str, Any] = dict(
         box_score_thresh=box_score_thresh,
         box_nms_thresh=box_nms_thresh,

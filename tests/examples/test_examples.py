@@ -24,7 +24,9 @@ def _is_png(path) -> bool:
         return im.format == "PNG" and min(im.size) > 0
 
 
-@pytest.mark.parametrize("name", ["finetune_unet", "swap_losses", "custom_trainer", "plain_loop"])
+@pytest.mark.parametrize(
+    "name", ["finetune_unet", "swap_losses", "custom_trainer", "plain_loop", "maskrcnn_inference", "neptune_tracking"]
+)
 def test_every_example_documents_quick_mode_and_real_data(name):
     module = _load(name)
     doc = module.__doc__
@@ -81,3 +83,47 @@ def test_plain_loop_checkpoint_is_loadable(tmp_path):
     assert _is_png(result["overlay"])
     predictor = Predictor.from_checkpoint(result["checkpoint"], device="cpu")
     assert predictor.class_names[0] == "background" and predictor.palette.shape == (4, 3)
+
+
+def test_maskrcnn_inference_counts_fall_as_the_threshold_rises(tmp_path, capsys):
+    import numpy as np
+
+    result = _load("maskrcnn_inference").main(["--quick", "--out", str(tmp_path)])
+    assert result["source"] == "shapes"
+    counts, detections = result["counts"], result["detections"]
+    thresholds = sorted(counts)
+    # Independent count: scores at or above each threshold, over all images.
+    for t in thresholds:
+        assert counts[t] == sum(int(np.sum(d.scores >= t)) for d in detections)
+    assert all(counts[a] >= counts[b] for a, b in zip(thresholds, thresholds[1:]))
+    assert counts[thresholds[0]] > 0  # something to draw at the lowest threshold
+    # The model-level threshold (InferenceConfig / box_score_thresh) keeps what the filter keeps.
+    assert result["strict_count"] == counts[thresholds[-1]]
+    assert len(result["figures"]) == 3 * len(detections) and all(_is_png(p) for p in result["figures"])
+    # Drawn at the highest threshold with nothing kept, the picture is the untouched image;
+    # at the lowest, pixels change wherever instances were drawn.
+    for image, det, low, high in zip(result["images"], detections, result["figures"][0::3], result["figures"][1::3]):
+        if len(det.filter(thresholds[-1])) == 0:
+            assert np.array_equal(np.asarray(Image.open(high).convert("RGB")), image)
+        assert (len(det) > 0) == (not np.array_equal(np.asarray(Image.open(low).convert("RGB")), image))
+    out = capsys.readouterr().out
+    rows = {
+        float(r[0]): int(r[1]) for r in (line.split() for line in out.splitlines()) if len(r) == 2 and r[1].isdigit()
+    }
+    assert rows == counts
+
+
+def test_neptune_tracking_offline_run_holds_config_metrics_images_histograms(tmp_path, capsys):
+    result = _load("neptune_tracking").main(["--quick", "--out", str(tmp_path)])
+    run = result["neptune_run"]
+    assert run.is_dir() and run.parent == tmp_path / ".neptune" / "offline"
+    record = result["record"]
+    assert record.params["model"]["name"] == "unet" and record.params["train"]["epochs"] == 1
+    series = {k for _, m in record.metrics for k in m}
+    assert {"train/loss", "train/lr", "val/miou"} <= series
+    names = {name for name, _, _ in record.images}
+    assert {"test/prediction", "val/prediction", "weights/histograms"} <= names
+    assert _is_png(result["histograms"])
+    assert list(result["tensorboard"].glob("events.out.tfevents.*"))
+    out = capsys.readouterr().out
+    assert "neptune sync" in out and f"segkit runs export {run} --to tensorboard" in out
