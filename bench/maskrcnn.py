@@ -40,7 +40,7 @@ class Samples(Dataset):
 def make_model(args: argparse.Namespace) -> nn.Module:
     torch.manual_seed(0)
     return build_model("mask_rcnn", num_classes=4, backbone=args.backbone, min_size=args.size, max_size=args.size,
-                       rpn_anchor_sizes=(16, 32, 64), box_batch_size_per_image=64, rpn_post_nms_top_n_train=300)  # fmt: skip
+                       rpn_anchor_sizes=(16, 32, 64), box_batch_size_per_image=32, rpn_post_nms_top_n_train=200)  # fmt: skip
 
 
 def plain_loop(data: Dataset, args: argparse.Namespace) -> float:

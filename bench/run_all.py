@@ -24,18 +24,18 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 
 # (name, arguments of the full run, arguments of --quick)
 SUITE: tuple[tuple[str, list[str], list[str]], ...] = (
-    ("data", ["--rounds", "3"], ["--count", "8", "--rounds", "1"]),
+    ("data", ["--rounds", "2"], ["--count", "8", "--rounds", "1"]),
     (
         "losses",
-        ["--shape", "4", "19", "128", "128", "--repeats", "3"],
+        ["--shape", "2", "19", "128", "128", "--repeats", "2"],
         ["--shape", "2", "4", "32", "32", "--repeats", "1"],
     ),
-    ("metrics", ["--rounds", "3"], ["--quick"]),
-    ("models", ["--size", "128", "--runs", "3"], ["--size", "64", "--runs", "1", "--encoder", "resnet18"]),
-    ("trainer", ["--size", "128", "--steps", "4", "--rounds", "2"], ["--size", "32", "--steps", "3", "--rounds", "1"]),
-    ("maskrcnn", ["--size", "64", "--steps", "4", "--rounds", "2"], ["--quick"]),
-    ("ddp", ["--size", "64", "--steps", "5", "--rounds", "2"], ["--quick"]),
-    ("accuracy", ["--budget", "45"], ["--quick"]),
+    ("metrics", ["--batch", "4", "--rounds", "3"], ["--quick"]),
+    ("models", ["--size", "128", "--runs", "2"], ["--size", "64", "--runs", "1", "--encoder", "resnet18"]),
+    ("trainer", ["--size", "96", "--steps", "4", "--rounds", "2"], ["--size", "32", "--steps", "3", "--rounds", "1"]),
+    ("maskrcnn", ["--size", "64", "--steps", "3", "--rounds", "2"], ["--quick"]),
+    ("ddp", ["--size", "64", "--steps", "4", "--rounds", "1"], ["--quick"]),
+    ("accuracy", ["--budget", "40"], ["--quick"]),
 )
 
 
@@ -102,6 +102,7 @@ def main() -> None:
             sys.exit(f"bench/{name}.py failed:\n{res.stderr[-3000:]}")
         took, after = time.perf_counter() - t0, load()
         loads.append(after)
+        print(f"   took {took:.0f} s, load average after: {after}", flush=True)
         body = (
             f"Command: `python {' '.join(cmd[1:])}` (via `make bench`); took {took:.0f} s; "
             f"load average (1, 5, 15 min) before {before}, after {after}.\n\n```\n{out.strip()}\n```"
