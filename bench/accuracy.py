@@ -102,8 +102,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds; medians kept")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: see RESULTS.md, ddp)")
     parser.add_argument("--quick", action="store_true", help="10 s budget, 32 px, 32/8 images")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.quick:
         args.budget, args.size, args.train, args.val = 10.0, 32, 32, 8
     train, val = Samples("train", args.train, args.size), Samples("val", args.val, args.size)

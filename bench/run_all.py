@@ -35,7 +35,7 @@ SUITE: tuple[tuple[str, list[str], list[str]], ...] = (
     ("trainer", ["--size", "96", "--steps", "4", "--rounds", "2"], ["--size", "32", "--steps", "3", "--rounds", "1"]),
     ("maskrcnn", ["--size", "64", "--steps", "3", "--rounds", "2"], ["--quick"]),
     ("ddp", ["--size", "64", "--steps", "4", "--rounds", "1"], ["--quick"]),
-    ("accuracy", ["--budget", "40"], ["--quick"]),
+    ("accuracy", ["--budget", "40", "--train", "64"], ["--quick"]),
 )
 
 
@@ -104,7 +104,7 @@ def main() -> None:
         loads.append(after)
         print(f"   took {took:.0f} s, load average after: {after}", flush=True)
         body = (
-            f"Command: `python {' '.join(cmd[1:])}` (via `make bench`); took {took:.0f} s; "
+            f"Command: `python {' '.join(cmd[1:])}` (via `make bench`), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {took:.0f} s; "
             f"load average (1, 5, 15 min) before {before}, after {after}.\n\n```\n{out.strip()}\n```"
         )
         text = replace_block(text, name, body)
@@ -114,7 +114,8 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {total / 60:.1f} min in all.\n"
         f"Machine: {machine()}.\nLoad average after each script: {'; '.join(loads)}."
     )
-    text = replace_block(text, "header", header)
+    if not args.only:  # a partial rerun keeps the header of the last full run
+        text = replace_block(text, "header", header)
     print(f"== suite took {total / 60:.1f} min", flush=True)
     if not args.no_write:
         RESULTS.write_text(text)
