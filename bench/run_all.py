@@ -85,8 +85,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="run only these scripts")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the suite)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each script (ddp sets its own)")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
+    # One thread by default: on a loaded machine OpenMP threads spin at barriers while their partner is
+    # descheduled, which made 2-thread steps up to 5x slower than 1-thread ones here (see RESULTS.md, ddp).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": str(args.threads)}  # fmt: skip
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
     begin, loads = time.perf_counter(), []
     for name, full, quick in SUITE:
@@ -111,7 +115,8 @@ def main() -> None:
     total = time.perf_counter() - begin
     header = (
         f"Last `make bench` ({'--quick, ' if args.quick else ''}`python bench/run_all.py`): "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {total / 60:.1f} min in all.\n"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {total / 60:.1f} min in all, "
+        f"OMP_NUM_THREADS={args.threads}.\n"
         f"Machine: {machine()}.\nLoad average after each script: {'; '.join(loads)}."
     )
     if not args.only:  # a partial rerun keeps the header of the last full run
