@@ -24,18 +24,14 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 
 # (name, arguments of the full run, arguments of --quick)
 SUITE: tuple[tuple[str, list[str], list[str]], ...] = (
-    ("data", ["--rounds", "2"], ["--count", "8", "--rounds", "1"]),
-    (
-        "losses",
-        ["--shape", "2", "19", "128", "128", "--repeats", "2"],
-        ["--shape", "2", "4", "32", "32", "--repeats", "1"],
-    ),
-    ("metrics", ["--batch", "4", "--rounds", "3"], ["--quick"]),
-    ("models", ["--size", "128", "--runs", "2"], ["--size", "64", "--runs", "1", "--encoder", "resnet18"]),
-    ("trainer", ["--size", "96", "--steps", "4", "--rounds", "2"], ["--size", "32", "--steps", "3", "--rounds", "1"]),
-    ("maskrcnn", ["--size", "64", "--steps", "3", "--rounds", "2"], ["--quick"]),
-    ("ddp", ["--size", "64", "--steps", "4", "--rounds", "1"], ["--quick"]),
-    ("accuracy", ["--budget", "40", "--train", "64"], ["--quick"]),
+    ("data", ["--rounds", "3"], ["--count", "8", "--rounds", "1"]),
+    ("losses", ["--repeats", "3"], ["--shape", "2", "4", "32", "32", "--repeats", "1"]),
+    ("metrics", [], ["--quick"]),
+    ("models", ["--runs", "3"], ["--size", "64", "--runs", "1", "--encoder", "resnet18"]),
+    ("trainer", ["--size", "256", "--steps", "4", "--rounds", "3"], ["--size", "32", "--steps", "3", "--rounds", "1"]),
+    ("maskrcnn", ["--size", "96", "--steps", "5", "--rounds", "3"], ["--quick"]),
+    ("ddp", ["--size", "64", "--steps", "5", "--rounds", "2"], ["--quick"]),
+    ("accuracy", ["--budget", "45", "--train", "128"], ["--quick"]),
 )
 
 
