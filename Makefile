@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/mypy segkit
 
 bench: $(STAMP)
-	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -136,14 +136,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="steps per run (the first is warm-up)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per loop; the best is kept")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per loop; the median is kept")
     args = parser.parse_args()
     device, nc = torch.device(args.device), 4
     data = InMemory(args.batch * args.steps, args.size, nc)
     per_image, gemm = flop_floor(args.batch, args.size, device, nc)
     floor = gemm / per_image
     print(
-        f"U-Net resnet18, {args.size}x{args.size}, batch {args.batch}, median of {args.steps - 1} steps, best of {args.rounds} alternating rounds, {device}, "
+        f"U-Net resnet18, {args.size}x{args.size}, batch {args.batch}, median of {args.steps - 1} steps, median of {args.rounds} alternating rounds, {device}, "
         f"{torch.get_num_threads()} threads"
     )
     print(
@@ -154,14 +154,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for name, amp, cl in (("fp32", None, False), ("bf16 autocast", "bf16", False), ("fp32 channels_last", None, True)):
-        # Alternate the two loops for a few rounds and keep each one's best: on a shared machine the
-        # slow outliers are other jobs, not the loop being measured.
+        # Alternate the two loops for a few rounds and keep each one's median, so both see the same
+        # mix of load from other jobs on a shared machine.
         runs: dict[str, list[tuple[float, float]]] = {"plain": [], "trainer": []}
         for _ in range(args.rounds):
             runs["plain"].append(plain_loop(data, args.batch, amp, cl, device, nc))
             runs["trainer"].append(trainer_loop(data, args.batch, amp, cl, device, nc))
-        plain, plain_cpu = (max(r[i] for r in runs["plain"]) for i in (0, 1))
-        ours, ours_cpu = (max(r[i] for r in runs["trainer"]) for i in (0, 1))
+        plain, plain_cpu = (statistics.median(r[i] for r in runs["plain"]) for i in (0, 1))
+        ours, ours_cpu = (statistics.median(r[i] for r in runs["trainer"]) for i in (0, 1))
         print(
             f"| {name} | {plain:.2f} | {ours:.2f} | {ours / plain:.3f} | {ours_cpu / plain_cpu:.3f} | {ours / floor:.3f} |",
             flush=True,

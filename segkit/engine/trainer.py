@@ -206,6 +206,9 @@ class Trainer:
         self.should_stop = False
         self.nonfinite_steps = 0
         self._consecutive_nonfinite = 0
+        # On-device non-finite bookkeeping (see _flag_nonfinite): [window has a bad batch, total, run, worst run].
+        self._nonfinite_state = torch.zeros(4, device=self.device)
+        self._skip_on_device = False
         self._epoch_loss = torch.zeros(2, device=self.device)  # (sum, count) of the epoch's finite losses
         self._resumed_step: int | None = None
         self.optimizer: torch.optim.Optimizer
@@ -349,6 +352,8 @@ class Trainer:
             check_writable_dir(self.out_dir)  # fail now, not at the first checkpoint an hour in
         if resume is not None:
             self.load_training_state(resume)
+        self._skip_on_device = self._can_skip_on_device()
+        self._nonfinite_state[1] = self.nonfinite_steps  # resumed runs keep counting
         self._open_trackers()
         metrics: dict[str, Any] = {}
         try:
@@ -398,26 +403,34 @@ class Trainer:
             with sync:
                 out = self.training_step(batch)
                 loss = out["loss"]
+                if self._skip_on_device:
+                    finite = self._flag_nonfinite(loss)
                 # Every rank must take the same branch (a rank skipping backward would hang DDP): the
                 # flag is OR-ed across ranks. This is the loop's one host sync per step; the skip needs it.
-                if bool(ddp.any_across_ranks(~torch.isfinite(loss.detach()))):
+                elif bool(ddp.any_across_ranks(~torch.isfinite(loss.detach()))):
                     self._skip_nonfinite()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.batches_done = i + 1
                     continue
-                self._consecutive_nonfinite = 0
+                else:
+                    self._consecutive_nonfinite = 0
+                    finite = torch.ones((), device=self.device)
                 scaled = loss / self.accumulate
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            self._epoch_loss += torch.stack([loss.detach().float(), torch.ones((), device=self.device)])
+            kept = torch.where(finite > 0, loss.detach().float(), 0.0)  # a skipped loss stays out of the mean
+            self._epoch_loss += torch.stack([kept, finite])
             images += len(batch["image"])
             self.batches_done = i + 1
             if boundary:
                 self._optimizer_step()
-                if self.global_step % self.log_every == 0 and self.is_main_process:
-                    self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
+                if self.global_step % self.log_every == 0:
+                    self._check_nonfinite()
+                    if self.is_main_process:
+                        self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
                 if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and self.is_main_process:
                     self.save_last()
             self._call("on_train_batch_end", out)
+        self._check_nonfinite()
         elapsed = time.perf_counter() - start
         total = self._epoch_loss.clone()
         if self.dist.enabled:
@@ -437,6 +450,12 @@ class Trainer:
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        elif self._skip_on_device:
+            # As under GradScaler: a fused optimizer leaves weights and state untouched when found_inf > 0.
+            self.optimizer.found_inf, self.optimizer.grad_scale = self._nonfinite_state[0], None  # type: ignore[attr-defined]
+            self.optimizer.step()
+            self.optimizer.found_inf = None  # type: ignore[attr-defined]
+            self._nonfinite_state[0] = 0
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -454,14 +473,53 @@ class Trainer:
             loss=f"{step_metrics['train/loss']:.4f}", lr=f"{step_metrics['train/lr']:.2e}", img_s=f"{images_per_s:.1f}"
         )
 
+    def _can_skip_on_device(self) -> bool:
+        """True when a non-finite step can be skipped without a host sync: on CUDA (on the CPU the sync is
+        free), without GradScaler (it owns ``found_inf``), with a fused optimizer (``fused=True`` Adam,
+        AdamW or SGD), which masks its own update on the device as it does under GradScaler."""
+        forced = getattr(self, "_force_skip_on_device", False)  # lets tests run this path on the CPU
+        return (
+            (self.device.type == "cuda" or forced)
+            and self.scaler is None
+            and bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
+        )
+
+    def _flag_nonfinite(self, loss: torch.Tensor) -> torch.Tensor:
+        """Record a batch's finiteness on the device (no host sync) and return 1.0 if finite, else 0.0.
+
+        The loss is still back-propagated; the optimizer step of a window holding a non-finite batch is
+        masked in ``_optimizer_step``. Counts are checked on the host at log points and epoch ends
+        (``_check_nonfinite``), so ``max_nonfinite`` in a row stops training at the next log point, and a
+        skipped step still advances the scheduler, EMA and ``global_step``."""
+        bad = ddp.any_across_ranks(~torch.isfinite(loss.detach())).float()
+        state = self._nonfinite_state  # [window has a bad batch, total, current run, worst run]
+        state[0] = torch.maximum(state[0], bad)
+        state[1] += bad
+        state[2] = (state[2] + 1) * bad
+        state[3] = torch.maximum(state[3], state[2])
+        return 1 - bad
+
+    def _check_nonfinite(self) -> None:
+        """Host-side check of the on-device counts (one sync, at log points only)."""
+        if not self._skip_on_device:
+            return
+        _, total, run, worst = (int(v) for v in self._nonfinite_state.tolist())
+        self.nonfinite_steps, self._consecutive_nonfinite = total, run
+        if worst >= self.max_nonfinite:
+            self._consecutive_nonfinite = worst
+            self._raise_nonfinite()
+
     def _skip_nonfinite(self) -> None:
         self.nonfinite_steps += 1
         self._consecutive_nonfinite += 1
         if self._consecutive_nonfinite >= self.max_nonfinite:
-            raise FloatingPointError(
-                f"training stopped: {self._consecutive_nonfinite} consecutive non-finite losses at epoch "
-                f"{self.epoch + 1}, step {self.global_step} (lower the lr, enable grad_clip, or check the data)"
-            )
+            self._raise_nonfinite()
+
+    def _raise_nonfinite(self) -> None:
+        raise FloatingPointError(
+            f"training stopped: {self._consecutive_nonfinite} consecutive non-finite losses at epoch "
+            f"{self.epoch + 1}, step {self.global_step} (lower the lr, enable grad_clip, or check the data)"
+        )
 
     @torch.no_grad()
     def validate(self, data: Dataset | None = None) -> dict[str, Any]:

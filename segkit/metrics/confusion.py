@@ -67,8 +67,10 @@ class ConfusionMatrix:
         target = target.reshape(-1)
         pred = pred.reshape(-1).to(target.dtype)
         valid = (target >= 0) & (target < n) & (target != self.ignore_index)
-        idx = target[valid] * n + pred[valid].clamp(0, n - 1)
-        self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n)
+        # Uncounted pixels go to an extra last bin that is dropped: cheaper than boolean indexing (two
+        # gathers, and a host sync on CUDA), and the same counts.
+        idx = torch.where(valid, target * n + pred.clamp(0, n - 1), n * n)
+        self.mat += torch.bincount(idx, minlength=n * n + 1)[: n * n].reshape(n, n)
 
     def all_reduce(self) -> None:
         """Sum the matrix over all processes of the default group (no-op when not distributed)."""
