@@ -12,7 +12,11 @@ __all__ = ["build_optimizer", "build_scheduler"]
 
 
 def build_optimizer(
-    name: str | torch.optim.Optimizer, params: Iterable[nn.Parameter], lr: float, weight_decay: float
+    name: str | torch.optim.Optimizer,
+    params: Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     """Return an optimizer by name ("adamw", "adam", "sgd" with momentum 0.9), or pass one through.
 
@@ -21,16 +25,18 @@ def build_optimizer(
         params: parameters to optimise.
         lr: learning rate.
         weight_decay: L2 / decoupled weight decay.
+        fused: use the fused kernels of AdamW/Adam/SGD (the Trainer turns them on for CUDA, where they
+            also let a non-finite step be skipped without a host sync); None = torch's default.
     """
     if isinstance(name, torch.optim.Optimizer):
         return name
     key = name.lower()
     if key == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
     if key == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
     if key == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, fused=fused)
     raise ValueError(f"optimizer: unknown name {name!r}; known: adamw, adam, sgd (or pass an optimizer object)")
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from segkit.datasets import build_dataset, collate_instances, collate_semantic
+from segkit.datasets.files import BadSampleLog
 from segkit.engine import distributed as ddp
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpoint import check_writable_dir, save_checkpoint
@@ -261,7 +262,8 @@ class Trainer:
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
         """Return ``(optimizer, scheduler)``; the scheduler (or None) is stepped every optimizer step."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = build_optimizer(self.optimizer_name, params, self.lr, self.weight_decay)
+        fused = True if self.device.type == "cuda" else None
+        optimizer = build_optimizer(self.optimizer_name, params, self.lr, self.weight_decay, fused=fused)
         total = self.epochs * math.ceil(self.batches_per_epoch / self.accumulate)
         scheduler = build_scheduler(self.scheduler_name, optimizer, total, self.warmup_iters)
         return optimizer, scheduler
@@ -395,7 +397,10 @@ class Trainer:
         )
         start, images = time.perf_counter(), 0
         self.optimizer.zero_grad(set_to_none=True)
+        skipped = BadSampleLog("train data")
         for i, batch in enumerate(bar, start=self.batches_done):
+            if "bad_samples" in batch:  # files skipped with on_bad_sample="skip" (already reported by the loader)
+                skipped.update(batch["bad_samples"], echo=False)
             batch = self.move_to_device(batch)
             boundary = (i + 1) % self.accumulate == 0 or (i + 1) == self.batches_per_epoch
             # Gradients are all-reduced once per optimizer step, not per accumulated batch.
@@ -436,6 +441,8 @@ class Trainer:
         if self.dist.enabled:
             torch.distributed.all_reduce(total)
         self._epoch_loss.zero_()
+        if skipped.epoch_count and self.is_main_process:
+            print(skipped.end_epoch(), file=sys.stderr, flush=True)
         return {
             "loss": float(total[0] / total[1].clamp_min(1)),
             "images_per_s": images * self.dist.world_size / max(elapsed, 1e-9),

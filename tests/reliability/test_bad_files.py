@@ -176,3 +176,19 @@ def test_a_dataloader_worker_error_that_is_not_a_file_problem_names_the_sample(t
     text = str(info.value)
     assert "DataLoader worker process 0" in text and "transform exploded" in text
     assert f"while loading sample 0 ({tmp_path / 'images' / 's0.png'}) of FolderDataset" in text
+
+
+def test_trainer_reports_the_skipped_count_at_the_end_of_each_epoch(tmp_path, capsys):
+    from torch import nn
+
+    from segkit import Trainer
+
+    root = tmp_path / "data"
+    _write_folder(root, n=4)
+    path, _ = _truncated_png(root)
+    data = build_dataset("folder", root=root, num_classes=4, on_bad_sample="skip")
+    model = nn.Conv2d(3, 4, 3, padding=1)
+    Trainer(model, "ce", data, None, epochs=2, batch_size=2, out_dir=tmp_path / "run").fit()
+    err = capsys.readouterr().err
+    assert err.count(str(path)) == 1  # the file itself is reported once, by the loader
+    assert err.count("1 bad samples skipped this epoch") == 2  # and counted in every epoch
