@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import inspect  # noqa: E402
 from collections.abc import Callable, Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -121,12 +122,10 @@ def build_transforms(spec: Callable[..., Any] | Mapping[str, Any] | None) -> Cal
         raise ValueError(f"transforms: expected None, a callable or a mapping of options, got {spec!r}")
     kwargs = dict(spec)
     preset = kwargs.pop("preset", "train")
-    builders = {"train": train_transforms, "eval": eval_transforms}
+    builders: dict[str, Callable[..., A.Compose]] = {"train": train_transforms, "eval": eval_transforms}
     if preset not in builders:
         raise ValueError(f"transforms.preset: expected 'train' or 'eval', got {preset!r}")
     builder = builders[preset]
-    import inspect
-
     accepted = set(inspect.signature(builder).parameters)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
