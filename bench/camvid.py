@@ -153,6 +153,10 @@ def _read_pair(root: Path, split: str, name: str) -> tuple[np.ndarray, np.ndarra
 
 
 def _names(root: Path, split: str) -> list[str]:
+    """File names in the order of ``{split}.txt`` (matched by name, as the camvid loader does), else sorted."""
+    listing = root / f"{split}.txt"
+    if listing.is_file():
+        return [Path(line.split()[0]).name for line in listing.read_text().splitlines() if line.strip()]
     return sorted(p.name for p in (root / split).glob("*.png"))
 
 
