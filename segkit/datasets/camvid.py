@@ -72,7 +72,8 @@ class CamVidDataset(FileDataset):
         split: "train", "val", "test"; for the colour layout a ``{split}.txt`` list of names, or
             "all" for every labelled image.
         layout: "auto", "segnet" or "colour".
-        transforms: albumentations ``Compose``; None normalises only.
+        transforms: albumentations ``Compose``; a mapping of ``train_transforms`` options (from a YAML
+            config, e.g. ``{crop_size: [256, 256], scale: [0.75, 1.25]}``); None normalises only.
         on_bad_sample: "raise" or "skip".
         check_files: check every pair at construction (headers only).
         void_as_ignore: colour layout: map the class named "Void" to ``ignore_index``.

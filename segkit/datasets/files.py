@@ -226,7 +226,10 @@ class FileDataset(SegmentationDataset):
     def _init_common(self, transforms: Callable[..., dict[str, Any]] | None, on_bad_sample: str) -> None:
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"{type(self).__name__}: on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
-        self.transforms = transforms
+        from segkit.datasets.transforms import build_transforms
+
+        # A mapping (from a YAML config) names a preset's options; callables pass through.
+        self.transforms = build_transforms(transforms)
         self.on_bad_sample = on_bad_sample
         self.bad_samples = BadSampleLog(type(self).__name__)
 

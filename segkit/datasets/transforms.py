@@ -6,11 +6,21 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import inspect  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
+from typing import Any  # noqa: E402
+
 import albumentations as A  # noqa: E402
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
-__all__ = ["eval_transforms", "instance_eval_transforms", "instance_train_transforms", "train_transforms"]
+__all__ = [
+    "build_transforms",
+    "eval_transforms",
+    "instance_eval_transforms",
+    "instance_train_transforms",
+    "train_transforms",
+]
 
 
 def train_transforms(
@@ -90,3 +100,37 @@ def instance_eval_transforms(
 ) -> A.Compose:
     """Normalisation only, for instance datasets (masks and boxes unchanged)."""
     return eval_transforms(mean, std)
+
+
+def build_transforms(spec: Callable[..., Any] | Mapping[str, Any] | None) -> Callable[..., Any] | None:
+    """Turn a YAML-friendly transform spec into a callable (so configs can set augmentation).
+
+    Args:
+        spec: None (normalise only), a callable (returned unchanged), or a mapping of
+            ``train_transforms`` keyword arguments, e.g. ``{crop_size: [256, 256], scale: [0.75, 1.25]}``
+            (``preset: eval`` selects ``eval_transforms`` instead).
+
+    Returns:
+        The callable, or None.
+
+    Raises:
+        ValueError: an unknown preset or keyword, naming the accepted ones.
+    """
+    if spec is None or callable(spec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"transforms: expected None, a callable or a mapping of options, got {spec!r}")
+    kwargs = dict(spec)
+    preset = kwargs.pop("preset", "train")
+    builders: dict[str, Callable[..., A.Compose]] = {"train": train_transforms, "eval": eval_transforms}
+    if preset not in builders:
+        raise ValueError(f"transforms.preset: expected 'train' or 'eval', got {preset!r}")
+    builder = builders[preset]
+    accepted = set(inspect.signature(builder).parameters)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"transforms: unknown option(s) {unknown} for preset {preset!r}; accepted: {sorted(accepted)}")
+    for key in ("crop_size", "scale", "mean", "std"):
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
+    return builder(**kwargs)
