@@ -7,7 +7,17 @@ STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-images test lint bench clean
+
+# Held-out images for `make demo`: the test split of the shapes data, drawn with the config's options.
+define WRITE_DEMO_IMAGES
+import yaml
+from segkit.datasets.shapes import write_images
+data = yaml.safe_load(open("configs/shapes_unet.yaml"))["data"]
+options = {k: v for k, v in data.items() if k not in ("name", "train", "val")}
+print(*write_images("runs/demo_images", count=4, split="test", **options), sep="\n")
+endef
+export WRITE_DEMO_IMAGES
 
 $(BIN)/python:
 	@echo "== creating $(VENV)"
@@ -26,11 +36,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	@echo "== training U-Net on the built-in synthetic shapes data (configs/shapes_unet.yaml)"
 	$(BIN)/segkit train --config configs/shapes_unet.yaml
-	@echo "== writing held-out shapes images to runs/demo_images"
-	$(BIN)/python -m segkit.datasets.shapes --out runs/demo_images --count 4 --split test
+	@$(MAKE) --no-print-directory demo-images
 	@echo "== predicting them with the best checkpoint"
 	$(BIN)/segkit predict --checkpoint runs/shapes_unet/best.pt runs/demo_images --out runs/demo_predictions
 	@ls runs/demo_predictions
+
+demo-images: $(STAMP)
+	@echo "== writing held-out shapes images (test split, the config's data options) to runs/demo_images"
+	$(BIN)/python -c "$$WRITE_DEMO_IMAGES"
 
 test: $(STAMP)
 	@echo "== running the test suite"

@@ -239,33 +239,27 @@ def _rasterise(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, 
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
-def write_images(out_dir: str, count: int = 4, split: str = "test", image_size: int = 96, seed: int = 0) -> list[str]:
-    """Write ``count`` shapes images (PNG) and their masks (``*_mask.png``) to ``out_dir``; return the image paths."""
+def write_images(out_dir: str, count: int = 4, split: str = "test", **dataset_kwargs: Any) -> list[str]:
+    """Write ``count`` shapes images as PNG files to ``out_dir`` and return their paths.
+
+    Args:
+        out_dir: folder (created if missing).
+        count: number of images.
+        split: "train", "val" or "test" (held-out images: "test").
+        **dataset_kwargs: ``ShapesDataset`` options (``image_size``, ``min_size``, ``rotate``, ...), so the
+            images follow the same distribution as a config's ``data`` block.
+    """
     from pathlib import Path
 
     from PIL import Image
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    ds = ShapesDataset(split=split, num_images=count, image_size=image_size, seed=seed)
+    ds = ShapesDataset(split=split, num_images=count, **dataset_kwargs)
     paths = []
     for i in range(count):
-        image, mask, _, _ = ds.generate(i)
+        image, _, _, _ = ds.generate(i)
         path = folder / f"shapes_{split}_{i:03d}.png"
         Image.fromarray(image).save(path)
-        Image.fromarray(mask).save(folder / "masks" / f"{path.stem}.png") if (folder / "masks").is_dir() else None
         paths.append(str(path))
     return paths
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Write held-out shapes images as PNG files.")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--count", type=int, default=4)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--image-size", type=int, default=96)
-    a = parser.parse_args()
-    for p in write_images(a.out, a.count, a.split, a.image_size):
-        print(p)
