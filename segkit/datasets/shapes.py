@@ -107,7 +107,9 @@ class ShapesDataset(SegmentationDataset):
                 label = int(rng.integers(1, self.num_classes))
                 radius = rng.uniform(self.min_size, self.max_size) * side
                 cy, cx = rng.uniform(radius * 0.6, h - radius * 0.6), rng.uniform(radius * 0.6, w - radius * 0.6)
-                shape = _rasterise(SHAPE_KINDS[label - 1], yy, xx, cy, cx, radius, rng.uniform(0, 2 * np.pi) * self.rotate)
+                shape = _rasterise(
+                    SHAPE_KINDS[label - 1], yy, xx, cy, cx, radius, rng.uniform(0, 2 * np.pi) * self.rotate
+                )
                 area = int(shape.sum())
                 if area < 12:
                     continue

@@ -76,3 +76,19 @@ def test_albumentations_transform_keeps_instances_consistent():
     expected = plain["target"]["boxes"][:, [2, 1, 0, 3]] * torch.tensor([-1, 1, -1, 1]) + torch.tensor([w, 0, w, 0])
     assert torch.equal(flipped["target"]["boxes"], expected)
     assert np.isclose(float(flipped["image"].std()), float(plain["image"].std()), rtol=1e-4)
+
+
+def test_rotate_false_draws_axis_aligned_squares():
+    ds = build_dataset("shapes", num_images=12, image_size=48, task="instance", num_classes=3, rotate=False)
+    squares = 0
+    for i in range(12):
+        t = ds[i]["target"]
+        for k, (mask, label, box) in enumerate(zip(t["masks"], t["labels"], t["boxes"])):
+            if label != 2:
+                continue
+            squares += 1
+            x1, y1, x2, y2 = box.int().tolist()
+            others = t["masks"][[j for j in range(len(t["labels"])) if j != k]].sum(0)[y1:y2, x1:x2]
+            # An unrotated square fills its bounding box, except where a later object hides it.
+            assert int(mask.sum()) == (x2 - x1) * (y2 - y1) or bool(others.any())
+    assert squares >= 3
