@@ -4,30 +4,18 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from segkit import Trainer, build_model
 from segkit.engine.callbacks import Callback
 from segkit.engine.checkpoint import load_checkpoint
-
-
-class TinyNet(nn.Module):
-    """A few convolutions, no batch norm: fast and deterministic."""
-
-    def __init__(self, num_classes=4):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU()
-        )
-        self.head = nn.Conv2d(16, num_classes, 1)
-
-    def forward(self, x):
-        return self.head(self.body(x))
+from tests.engine._nets import TinyNet
 
 
 def test_short_run_raises_val_miou_and_writes_run_folder(tmp_path, tiny_shapes):
     train, val = tiny_shapes("train", 48, 32), tiny_shapes("val", 16, 32)
-    trainer = Trainer(TinyNet(), "ce", train, val, epochs=4, batch_size=8, lr=0.01, out_dir=tmp_path, log_every=2)
+    trainer = Trainer(
+        TinyNet(width=16), "ce", train, val, epochs=4, batch_size=8, lr=0.01, out_dir=tmp_path, log_every=2
+    )
     before = trainer.validate()["miou"]
     metrics = trainer.fit()
     assert metrics["val/miou"] > before + 0.05
@@ -83,7 +71,7 @@ def test_callback_hook_order(tmp_path, tiny_shapes):
             calls.append("fit_end")
 
     Trainer(
-        TinyNet(),
+        TinyNet(width=16),
         None,
         tiny_shapes("train", 8, 32),
         tiny_shapes("val", 4, 32),
@@ -105,7 +93,14 @@ def test_subclass_overrides_compute_loss(tmp_path, tiny_shapes):
             return out
 
     trainer = MyTrainer(
-        TinyNet(), "ce", tiny_shapes("train", 8, 32), None, epochs=1, batch_size=4, out_dir=tmp_path, log_every=1
+        TinyNet(width=16),
+        "ce",
+        tiny_shapes("train", 8, 32),
+        None,
+        epochs=1,
+        batch_size=4,
+        out_dir=tmp_path,
+        log_every=1,
     )
     trainer.fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -114,7 +109,14 @@ def test_subclass_overrides_compute_loss(tmp_path, tiny_shapes):
 
 def test_combined_loss_terms_are_logged(tmp_path, tiny_shapes):
     Trainer(
-        TinyNet(), "ce+dice", tiny_shapes("train", 8, 32), None, epochs=1, batch_size=4, out_dir=tmp_path, log_every=1
+        TinyNet(width=16),
+        "ce+dice",
+        tiny_shapes("train", 8, 32),
+        None,
+        epochs=1,
+        batch_size=4,
+        out_dir=tmp_path,
+        log_every=1,
     ).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("train/loss/ce" in r and "train/loss/dice" in r for r in rows)
