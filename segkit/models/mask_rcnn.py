@@ -8,7 +8,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
+from torchvision.models import (
+    MobileNet_V3_Large_Weights,
+    ResNet18_Weights,
+    ResNet34_Weights,
+    ResNet50_Weights,
+    resnet18,
+    resnet34,
+)
 from torchvision.models._meta import _COCO_CATEGORIES
 from torchvision.models.detection import (
     MaskRCNN,
@@ -18,11 +25,13 @@ from torchvision.models.detection import (
     maskrcnn_resnet50_fpn_v2,
 )
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import _mobilenet_extractor
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _mobilenet_extractor
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.mobilenetv3 import mobilenet_v3_large
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from segkit.engine.checkpoint import load_checkpoint, load_state_dict_checked
 from segkit.models import MODELS
@@ -34,7 +43,14 @@ __all__ = ["BACKBONES", "COCO_CATEGORIES", "mask_rcnn", "replace_predictors"]
 #: "N/A" for the ids COCO leaves unused).
 COCO_CATEGORIES: list[str] = list(_COCO_CATEGORIES)
 
-BACKBONES = ("resnet50_fpn", "resnet50_fpn_v2", "mobilenet_v3_large")
+BACKBONES = ("resnet50_fpn", "resnet50_fpn_v2", "mobilenet_v3_large", "resnet18_fpn", "resnet34_fpn")
+
+# The light ResNet variants: FPN on the stride-8/16/32 stages (+ max-pool level), narrow heads.
+_LIGHT = {
+    "resnet18_fpn": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34_fpn": (resnet34, ResNet34_Weights.IMAGENET1K_V1),
+}
+_LIGHT_ANCHORS = (32, 64, 128, 256)
 
 _COCO_WEIGHTS = {
     "resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
@@ -95,11 +111,15 @@ def _build(
                 progress=False,
                 **kwargs,
             )
-    # MobileNetV3-Large FPN: torchvision's Faster R-CNN recipe with a mask head; no COCO mask weights exist.
+    # MobileNetV3-Large and the light ResNets: no COCO mask weights exist.
     if coco:
         raise ValueError(
-            "mask_rcnn: torchvision has no COCO Mask R-CNN weights for backbone='mobilenet_v3_large'; "
+            f"mask_rcnn: torchvision has no COCO Mask R-CNN weights for backbone={backbone!r}; "
             "use backbone='resnet50_fpn' or 'resnet50_fpn_v2', or weights='/path/to/checkpoint.pt'"
+        )
+    if backbone in _LIGHT:
+        return _build_light(
+            backbone, num_classes, weights_backbone, trainable_backbone_layers, rpn_anchor_sizes, kwargs
         )
     bb_enum2 = MobileNet_V3_Large_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
     trained = bb_enum2 is not None
@@ -115,6 +135,58 @@ def _build(
     level_sizes = tuple(int(s) for s in (rpn_anchor_sizes or (32, 64, 128, 256, 512)))
     anchors = AnchorGenerator((level_sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
     return MaskRCNN(body, num_classes, rpn_anchor_generator=anchors, **kwargs)
+
+
+def _build_light(
+    backbone: str,
+    num_classes: int,
+    weights_backbone: str | None,
+    trainable_backbone_layers: int | None,
+    rpn_anchor_sizes: Sequence[int] | None,
+    kwargs: dict[str, Any],
+) -> MaskRCNN:
+    """ResNet-18/34 FPN Mask R-CNN sized for small images and CPUs.
+
+    Compared with ResNet-50 FPN: the FPN starts at stride 8 (a stride-4 level costs most at small sizes
+    and the RoIs of small images are few), it is ``fpn_channels`` wide (default 128, not 256), the box
+    head has two 2*``fpn_channels`` layers (not 1024) and the mask head two convolutions (not four).
+    """
+    channels = int(kwargs.pop("fpn_channels", None) or 128)
+    sizes = tuple(int(s) for s in (rpn_anchor_sizes or _LIGHT_ANCHORS))
+    if len(sizes) != 4:
+        raise ValueError(
+            f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level (4 for {backbone}), got {list(sizes)}"
+        )
+    make, enum = _LIGHT[backbone]
+    trained = weights_backbone == "imagenet"
+    # "frozen": rebuilding a model whose ImageNet backbone was trained with frozen BN, from a checkpoint.
+    frozen = trained or weights_backbone == "frozen"
+    layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if frozen else 5)
+    norm = misc_nn_ops.FrozenBatchNorm2d if frozen else nn.BatchNorm2d
+    with download_guard(f"weights_backbone='imagenet' ({enum.url})", "download.pytorch.org", torch_cache_dir()):
+        net = make(weights=enum if trained else None, progress=False, norm_layer=norm)
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1", "bn1"][: layers + (layers == 5)]
+    for name, param in net.named_parameters():
+        if not any(name.startswith(t) for t in trainable):
+            param.requires_grad_(False)
+    widths = [net.layer2[0].conv1.out_channels, net.layer3[0].conv1.out_channels, net.layer4[0].conv1.out_channels]
+    body = BackboneWithFPN(
+        net, {"layer2": "0", "layer3": "1", "layer4": "2"}, widths, channels, extra_blocks=LastLevelMaxPool()
+    )
+    names = ["0", "1", "2"]
+    hidden = 2 * channels
+    return MaskRCNN(
+        body,
+        None,
+        rpn_anchor_generator=AnchorGenerator(tuple((s,) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes)),
+        box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
+        box_head=TwoMLPHead(channels * 7 * 7, hidden),
+        box_predictor=FastRCNNPredictor(hidden, num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+        mask_head=MaskRCNNHeads(channels, [channels, channels], 1),
+        mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
+        **kwargs,
+    )
 
 
 def _freeze_backbone(model: MaskRCNN, trainable_layers: int) -> None:
@@ -146,6 +218,7 @@ def mask_rcnn(
     min_size: int = 800,
     max_size: int = 1333,
     class_names: Sequence[str] | None = None,
+    fpn_channels: int | None = None,
     **options: Any,
 ) -> nn.Module:
     """Mask R-CNN (He et al. 2017) from torchvision, with the interface of torchvision's model unchanged.
@@ -163,7 +236,9 @@ def mask_rcnn(
 
     Args:
         num_classes: classes including background (91 for COCO).
-        backbone: "resnet50_fpn" (v1), "resnet50_fpn_v2" (improved recipe) or "mobilenet_v3_large" (FPN, lighter).
+        backbone: "resnet50_fpn" (v1), "resnet50_fpn_v2" (improved recipe), "mobilenet_v3_large" (FPN, lighter),
+            or "resnet18_fpn" / "resnet34_fpn": light variants for small images and CPUs (FPN on strides 8-32
+            plus a pooled level, ``fpn_channels`` wide, two-layer box and mask heads; no COCO weights).
         weights: None (random init), "coco" (torchvision's COCO weights, downloaded once to the torch
             cache when online; a different ``num_classes`` replaces the box and mask predictors and keeps the
             rest), or a path to a local checkpoint (segkit checkpoint or plain state dict; its class count
@@ -173,11 +248,14 @@ def mask_rcnn(
         box_score_thresh: DETECTION_MIN_CONFIDENCE: detections scoring below are dropped.
         box_nms_thresh: DETECTION_NMS_THRESHOLD: per-class NMS IoU threshold.
         box_detections_per_img: DETECTION_MAX_INSTANCES.
-        rpn_anchor_sizes: RPN_ANCHOR_SCALES, one size per FPN level (5 for ResNet-50 FPN; the
-            MobileNet variant uses all sizes on each of its 3 levels).
+        rpn_anchor_sizes: RPN_ANCHOR_SCALES, one size per FPN level (5 for ResNet-50 FPN, default 32-512;
+            4 for the ResNet-18/34 variants, default 32-256; the MobileNet variant uses all sizes on each of
+            its 3 levels).
         min_size: IMAGE_MIN_DIM: images are resized so their short side is this.
         max_size: IMAGE_MAX_DIM: cap on the long side.
         class_names: names by label; defaults to ``COCO_CATEGORIES`` for 91 classes with ``weights="coco"``.
+        fpn_channels: FPN and head width of the ResNet-18/34 variants (default 128); the other backbones
+            keep torchvision's 256 and refuse this option.
         **options: further torchvision ``MaskRCNN`` options, passed through (``rpn_post_nms_top_n_train``
             = POST_NMS_ROIS_TRAINING, ``box_batch_size_per_image`` = TRAIN_ROIS_PER_IMAGE,
             ``rpn_batch_size_per_image`` = RPN_TRAIN_ANCHORS_PER_IMAGE, ``image_mean``/``image_std``
@@ -188,6 +266,8 @@ def mask_rcnn(
     """
     if backbone not in BACKBONES:
         raise ValueError(f"mask_rcnn: backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+    if fpn_channels is not None and backbone not in _LIGHT:
+        raise ValueError(f"mask_rcnn: fpn_channels is an option of {', '.join(_LIGHT)} only, not of {backbone!r}")
     if weights_backbone not in (None, "imagenet"):
         raise ValueError(f"mask_rcnn: weights_backbone must be None or 'imagenet', got {weights_backbone!r}")
     # The images arrive ImageNet-normalised (segkit's convention): normalising again inside would
@@ -202,6 +282,8 @@ def mask_rcnn(
         max_size=max_size,
         **options,
     )
+    if fpn_channels is not None:
+        kwargs["fpn_channels"] = fpn_channels
     coco = weights == "coco"
     state: dict[str, torch.Tensor] | None = None
     names = list(class_names) if class_names is not None else None
@@ -215,11 +297,18 @@ def mask_rcnn(
         build_classes = int(state[key].shape[0])
         if names is None and build_classes == num_classes and ckpt.get("class_names"):
             names = list(ckpt["class_names"])
+    backbone_init = None if (coco or state is not None) else weights_backbone
+    if (
+        state is not None
+        and backbone in _LIGHT
+        and not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state)
+    ):
+        backbone_init = "frozen"
     model = _build(
         backbone,
         build_classes,
         coco,
-        None if (coco or state is not None) else weights_backbone,
+        backbone_init,
         trainable_backbone_layers,
         rpn_anchor_sizes,
         kwargs,

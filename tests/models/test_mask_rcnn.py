@@ -119,3 +119,64 @@ def test_coco_weights_load_with_category_names_or_fail_offline(monkeypatch) -> N
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsUnavailableError, match=r"weights='coco'.*cache.*weights='/path"):
         build_model("mask_rcnn", weights="coco")
+
+
+LIGHT = {**SMALL, "backbone": "resnet18_fpn", "rpn_anchor_sizes": (16, 32, 64, 128), "fpn_channels": 32}
+
+
+def test_light_resnet18_fpn_is_torchvision_resnet18_with_narrow_fpn_and_trains() -> None:
+    model = build_model("mask_rcnn", num_classes=4, **LIGHT)
+    ref = torchvision.models.resnet18(weights=None)
+    body = {k: v.shape for k, v in model.backbone.body.state_dict().items()}
+    assert body == {k: v.shape for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+    assert model.backbone.out_channels == 32
+    assert model.roi_heads.box_head.fc7.out_features == 64
+    assert all(p.requires_grad for p in model.parameters())  # random init: everything trains
+    data = build_dataset("shapes", split="train", num_images=2, image_size=64, task="instance")
+    losses = model([data[i]["image"] for i in range(2)], [data[i]["target"] for i in range(2)])
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
+    assert model.backbone.body.conv1.weight.grad is not None and model.backbone.body.conv1.weight.grad.abs().sum() > 0
+    model.eval()
+    model.roi_heads.score_thresh = 0.0
+    with torch.no_grad():
+        (out,) = model([data[0]["image"]])
+    assert out["masks"].shape[1:] == (1, 64, 64) and out["boxes"].shape[0] > 0
+
+
+def test_light_backbone_imagenet_weights_freeze_bn_and_reload_from_checkpoint(monkeypatch, tmp_path) -> None:
+    import torchvision.models._api as api
+
+    fake = torchvision.models.resnet34(weights=None).state_dict()
+    monkeypatch.setattr(api, "load_state_dict_from_url", lambda *a, **k: fake)
+    model = build_model(
+        "mask_rcnn", num_classes=3, weights_backbone="imagenet", **{**LIGHT, "backbone": "resnet34_fpn"}
+    )
+    body = model.backbone.body
+    torch.testing.assert_close(body.layer3[0].conv1.weight, fake["layer3.0.conv1.weight"])
+    assert isinstance(body.bn1, torchvision.ops.misc.FrozenBatchNorm2d)
+    # torchvision's default for a pretrained backbone: the last 3 stages train, the stem and layer1 do not.
+    assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
+    assert body.layer2[0].conv1.weight.requires_grad
+    save_checkpoint({"model": model.state_dict()}, tmp_path / "det.pt")
+
+    def offline(*a, **k):  # noqa: ANN002, ANN003
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)  # a checkpoint needs no download
+    again = build_model(
+        "mask_rcnn", num_classes=3, weights=str(tmp_path / "det.pt"), **{**LIGHT, "backbone": "resnet34_fpn"}
+    )
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    with pytest.raises(WeightsUnavailableError, match="weights_backbone='imagenet'"):
+        build_model("mask_rcnn", num_classes=3, weights_backbone="imagenet", **LIGHT)
+
+
+def test_light_backbone_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="fpn_channels.*resnet18_fpn"):
+        build_model("mask_rcnn", num_classes=3, fpn_channels=64)
+    with pytest.raises(ValueError, match="one size per FPN level \\(4 for resnet18_fpn\\)"):
+        build_model("mask_rcnn", num_classes=3, **{**LIGHT, "rpn_anchor_sizes": (16, 32, 64)})
+    with pytest.raises(ValueError, match="no COCO Mask R-CNN weights for backbone='resnet18_fpn'"):
+        build_model("mask_rcnn", weights="coco", backbone="resnet18_fpn")
