@@ -1,6 +1,8 @@
 """Trainer throughput against a plain hand-written loop on the same model, data and batch, and the FLOP floor.
 
-Usage: python bench/trainer.py [--size 128] [--batch 4] [--steps 5] [--rounds 3] [--device cpu|cuda]
+Usage: python bench/trainer.py [--models unet deeplabv3plus] [--size 128] [--batch 4] [--steps 5] [--rounds 3]
+                               [--device cpu|cuda]
+Both models use a resnet18 encoder (random init).
 Images/s = batch / median step time, so transient stalls of a busy machine do not decide the ratio.
 """
 
@@ -36,17 +38,20 @@ class InMemory(Dataset):
         return {"image": self.images[i], "mask": self.masks[i]}
 
 
-def make_model(num_classes: int, channels_last: bool, device: torch.device) -> nn.Module:
+MODEL_NAME = {"unet": "U-Net resnet18", "deeplabv3plus": "DeepLabV3+ resnet18"}
+
+
+def make_model(arch: str, num_classes: int, channels_last: bool, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
-    model = build_model("unet", encoder="resnet18", encoder_weights=None, num_classes=num_classes).to(device)
+    model = build_model(arch, encoder="resnet18", encoder_weights=None, num_classes=num_classes).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def plain_loop(
-    data: Dataset, batch: int, amp: str | None, channels_last: bool, device: torch.device, nc: int
+    arch: str, data: Dataset, batch: int, amp: str | None, channels_last: bool, device: torch.device, nc: int
 ) -> tuple[float, float]:
     """Images/s of a textbook loop: ``batch`` over the median step time (the first step is warm-up)."""
-    model = make_model(nc, channels_last, device)
+    model = make_model(arch, nc, channels_last, device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     loader = DataLoader(data, batch_size=batch, shuffle=True)
     times = [_now()]
@@ -83,12 +88,12 @@ class _StepTimer(Callback):
 
 
 def trainer_loop(
-    data: Dataset, batch: int, amp: str | None, channels_last: bool, device: torch.device, nc: int
+    arch: str, data: Dataset, batch: int, amp: str | None, channels_last: bool, device: torch.device, nc: int
 ) -> tuple[float, float]:
     """Images/s of the Trainer: ``batch`` over the median step time (the first step is warm-up)."""
     timer = _StepTimer(device)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(make_model(nc, channels_last, device), "ce", data, None, epochs=1, batch_size=batch, lr=1e-3,
+        trainer = Trainer(make_model(arch, nc, channels_last, device), "ce", data, None, epochs=1, batch_size=batch, lr=1e-3,
                           weight_decay=1e-4, scheduler=None, amp=amp, channels_last=channels_last, device=device,
                           log_every=10**9, callbacks=[timer], out_dir=tmp)  # fmt: skip
         trainer.fit()
@@ -109,9 +114,9 @@ def _rates(times: list[tuple[float, float]], batch: int) -> tuple[float, float]:
     return batch / statistics.median(walls), batch / statistics.median(cpus)
 
 
-def flop_floor(batch: int, size: int, device: torch.device, nc: int) -> tuple[float, float]:
+def flop_floor(arch: str, batch: int, size: int, device: torch.device, nc: int) -> tuple[float, float]:
     """(fwd+bwd FLOPs per image, measured fp32 GEMM FLOP/s of this machine)."""
-    model = make_model(nc, False, device)
+    model = make_model(arch, nc, False, device)
     x = torch.randn(batch, 3, size, size, device=device)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
@@ -132,6 +137,7 @@ def flop_floor(batch: int, size: int, device: torch.device, nc: int) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAME), choices=list(MODEL_NAME))
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="steps per run (the first is warm-up)")
@@ -140,10 +146,16 @@ def main() -> None:
     args = parser.parse_args()
     device, nc = torch.device(args.device), 4
     data = InMemory(args.batch * args.steps, args.size, nc)
-    per_image, gemm = flop_floor(args.batch, args.size, device, nc)
+    for arch in args.models:
+        bench_model(arch, args, data, device, nc)
+
+
+def bench_model(arch: str, args: argparse.Namespace, data: Dataset, device: torch.device, nc: int) -> None:
+    """Print the table of one model: fp32, bf16 autocast, channels_last; plain vs Trainer."""
+    per_image, gemm = flop_floor(arch, args.batch, args.size, device, nc)
     floor = gemm / per_image
     print(
-        f"U-Net resnet18, {args.size}x{args.size}, batch {args.batch}, median of {args.steps - 1} steps, median of {args.rounds} alternating rounds, {device}, "
+        f"\n{MODEL_NAME[arch]}, {args.size}x{args.size}, batch {args.batch}, median of {args.steps - 1} steps, median of {args.rounds} alternating rounds, {device}, "
         f"{torch.get_num_threads()} threads"
     )
     print(
@@ -158,8 +170,8 @@ def main() -> None:
         # mix of load from other jobs on a shared machine.
         runs: dict[str, list[tuple[float, float]]] = {"plain": [], "trainer": []}
         for _ in range(args.rounds):
-            runs["plain"].append(plain_loop(data, args.batch, amp, cl, device, nc))
-            runs["trainer"].append(trainer_loop(data, args.batch, amp, cl, device, nc))
+            runs["plain"].append(plain_loop(arch, data, args.batch, amp, cl, device, nc))
+            runs["trainer"].append(trainer_loop(arch, data, args.batch, amp, cl, device, nc))
         plain, plain_cpu = (statistics.median(r[i] for r in runs["plain"]) for i in (0, 1))
         ours, ours_cpu = (statistics.median(r[i] for r in runs["trainer"]) for i in (0, 1))
         print(

@@ -52,6 +52,7 @@ QUICK = {
     "model": {
         "min_size": 64,
         "max_size": 64,
+        "fpn_channels": 32,
         "rpn_pre_nms_top_n_train": 100,
         "rpn_post_nms_top_n_train": 30,
         "rpn_pre_nms_top_n_test": 100,
