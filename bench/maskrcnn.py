@@ -1,6 +1,6 @@
 """Mask R-CNN training step: segkit ``Trainer`` vs a plain torchvision training loop, on shapes instances.
 
-Usage: python bench/maskrcnn.py [--size 96] [--batch 2] [--steps 6] [--rounds 3] [--backbone mobilenet_v3_large] [--quick]
+Usage: python bench/maskrcnn.py [--size 96] [--batch 2] [--steps 6] [--rounds 3] [--backbone resnet18_fpn] [--quick]
 Same model (``build_model("mask_rcnn", ...)``, random init, same seed), same in-memory samples, same batch
 and optimizer (SGD, as torchvision's detection reference). Images/s = batch / median step time (first step
 dropped); rounds alternate the two loops and the median over rounds is kept.
@@ -39,8 +39,10 @@ class Samples(Dataset):
 
 def make_model(args: argparse.Namespace) -> nn.Module:
     torch.manual_seed(0)
+    # Anchors: one size per level of the light ResNets (4), all sizes on each level of the MobileNet (3 levels).
+    anchors = (16, 32, 64) if args.backbone == "mobilenet_v3_large" else (16, 32, 64, 128)
     return build_model("mask_rcnn", num_classes=4, backbone=args.backbone, min_size=args.size, max_size=args.size,
-                       rpn_anchor_sizes=(16, 32, 64), box_batch_size_per_image=32, rpn_post_nms_top_n_train=200)  # fmt: skip
+                       rpn_anchor_sizes=anchors, box_batch_size_per_image=32, rpn_post_nms_top_n_train=200)  # fmt: skip
 
 
 def plain_loop(data: Dataset, args: argparse.Namespace) -> float:
@@ -93,7 +95,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6, help="steps per run (the first is warm-up)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per loop; medians kept")
-    parser.add_argument("--backbone", default="mobilenet_v3_large", help="mask_rcnn backbone")
+    parser.add_argument("--backbone", default="resnet18_fpn", help="mask_rcnn backbone")
     parser.add_argument("--quick", action="store_true", help="64 px, 3 steps, 1 round")
     args = parser.parse_args()
     if args.quick:
