@@ -47,7 +47,7 @@ def make_files(folder: Path, count: int, h: int = 360, w: int = 480) -> None:
         cv2.imwrite(str(folder / "masks" / f"{i:04d}.png"), mask)
 
 
-def plain_loop(pairs: list[tuple[str, str]], crop: int, batch_size: int, lut: np.ndarray | None) -> int:
+def plain_loop(pairs: list[tuple[str, str]], crop: int, batch_size: int, lut: np.ndarray | None, seed: int) -> int:
     """The peer: cv2 decode, albumentations, stack; single process. Returns the number of images."""
     aug = A.Compose(
         [
@@ -57,7 +57,8 @@ def plain_loop(pairs: list[tuple[str, str]], crop: int, batch_size: int, lut: np
             A.HorizontalFlip(p=0.5),
             A.ColorJitter(0.2, 0.2, 0.2, 0.0, p=0.8),
             A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        ]
+        ],
+        seed=seed,
     )
     images, masks, n = [], [], 0
     for image_path, mask_path in pairs:
@@ -113,23 +114,30 @@ def main() -> None:
     pairs = [(str(a), str(b)) for a, b in ds.items]
     print(f"data loading, {source}, crop {args.crop}, batch {args.batch_size}, {os.cpu_count()} CPUs")
     runs: list[tuple[str, int, Callable[[], int]]] = [
-        ("plain albumentations + cv2 loop", 0, lambda: plain_loop(pairs, args.crop, args.batch_size, lut))
+        ("plain albumentations + cv2 loop", 0, lambda: plain_loop(pairs, args.crop, args.batch_size, lut, seed[0]))
     ]
     for workers in (0, 1, 2):
         loader = DataLoader(
             ds,
             batch_size=args.batch_size,
-            shuffle=True,
+            shuffle=False,  # file order, like the plain loop
             num_workers=workers,
             collate_fn=collate_semantic,
             persistent_workers=workers > 0,
         )
         name = f"segkit {type(ds).__name__} + DataLoader"
         runs.append((name, workers, lambda loader=loader: sum(len(b["path"]) for b in loader)))
+    # Each round seeds both in-process pipelines alike, so they draw the same scales, crops and jitter for
+    # the same files and the ratio measures the code, not the luck of the draw (a random scale between
+    # 0.5x and 2x changes an image's cost fourfold). Worker processes draw their own numbers.
+    seed = [0]
     # Interleaved rounds, best of each: a shared machine's load hits every row alike.
     best = [0.0] * len(runs)
-    for _ in range(args.rounds):
-        for k, (_, _, fn) in enumerate(runs):
+    for r in range(args.rounds):
+        seed[0] = r
+        for k, (_, workers, fn) in enumerate(runs):
+            if k > 0 and workers == 0:
+                transforms.set_random_seed(r)
             best[k] = max(best[k], time_epochs(fn, epochs=1))
     rows = [(name, workers, rate) for (name, workers, _), rate in zip(runs, best)]
     peer = rows[0][2]
