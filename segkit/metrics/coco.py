@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,7 +109,8 @@ class CocoEvaluator:
 
     def compute(self) -> dict[str, float]:
         """Gather all ranks and return ``bbox_ap``, ``bbox_ap50``, ``bbox_ap75`` (and ``segm_*`` when
-        masks were predicted), plus the small/medium/large APs; values in [0, 1].
+        masks were predicted), plus the small/medium/large APs; values in [0, 1], or NaN for a size range
+        with no ground-truth object (COCOeval's -1: undefined, not zero).
 
         Images without any prediction count as misses; with no predictions at all every AP is 0.
         """
@@ -144,8 +146,9 @@ class CocoEvaluator:
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        # COCOeval writes -1 where a size range has no ground truth; report 0 so means stay meaningful.
-        return [max(0.0, float(s)) for s in ev.stats[: len(_STAT_NAMES)]]
+        # COCOeval writes -1 where a size range has no ground truth: undefined, so NaN (as an absent class's
+        # IoU), never a 0 that reads as a failure (the shapes data, say, has no "large" objects).
+        return [float(s) if s >= 0 else math.nan for s in ev.stats[: len(_STAT_NAMES)]]
 
     def reset(self) -> None:
         """Forget everything added."""
