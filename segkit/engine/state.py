@@ -23,9 +23,11 @@ __all__ = [
     "ResumableSampler",
     "as_dataset",
     "find_resume_checkpoint",
+    "gather_rng_states",
     "get_rng_state",
     "resolve_device",
     "restore_training_state",
+    "rng_state_for_rank",
     "seed_everything",
     "set_rng_state",
     "to_device",
@@ -209,6 +211,7 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         "epoch_loss": trainer._epoch_loss.detach().cpu().clone(),
         "nonfinite": [trainer.nonfinite_steps, trainer._consecutive_nonfinite],
         "rng": get_rng_state(),
+        "rng_ranks": _rank_rng_states(trainer),
         "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
         "config": trainer.config,
         "task": trainer.task,
@@ -238,8 +241,36 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
     if "epoch_loss" in state:
         trainer._epoch_loss = state["epoch_loss"].to(trainer.device)
     trainer.nonfinite_steps, trainer._consecutive_nonfinite = state.get("nonfinite", [0, 0])
-    if "rng" in state:
-        set_rng_state(state["rng"])
+    rng = rng_state_for_rank(state, trainer.dist.rank, trainer.dist.world_size)
+    if rng is not None:
+        set_rng_state(rng)
+
+
+def rng_state_for_rank(state: Mapping[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
+    """The RNG state a process of ``rank`` (of ``world_size``) resumes from: its own when the checkpoint
+    holds one per rank for that world size, else the saving process's (``state["rng"]``), else None."""
+    ranks = state.get("rng_ranks")
+    if ranks and len(ranks) == world_size:
+        return ranks[rank]
+    return state.get("rng")
+
+
+def gather_rng_states(trainer: Trainer) -> None:
+    """Under DDP, collect every rank's RNG state on every rank (a collective: call it on all ranks, at the
+    moment a checkpoint is about to be written). The ranks' streams differ when the model draws random
+    numbers in amounts that depend on its data (Mask R-CNN's RoI sampling), so rank 0's state alone would
+    not resume rank 1 exactly. Kept for the current ``global_step`` only."""
+    if trainer.dist.enabled:
+        from segkit.engine.distributed import all_gather_objects
+
+        trainer._rng_ranks = (trainer.global_step, all_gather_objects(get_rng_state()))
+
+
+def _rank_rng_states(trainer: Trainer) -> list[dict[str, Any]] | None:
+    gathered = getattr(trainer, "_rng_ranks", None)
+    if gathered is None or gathered[0] != trainer.global_step:
+        return None
+    return gathered[1]
 
 
 def to_device(value: Any, device: torch.device | str) -> Any:

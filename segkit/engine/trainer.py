@@ -27,6 +27,7 @@ from segkit.engine.state import (
     ResumableSampler,
     as_dataset,
     find_resume_checkpoint,
+    gather_rng_states,
     resolve_device,
     restore_training_state,
     seed_everything,
@@ -207,6 +208,7 @@ class Trainer:
         self.should_stop = False
         self.nonfinite_steps = 0
         self._consecutive_nonfinite = 0
+        self._rng_ranks: tuple[int, list[dict[str, Any]]] | None = None  # (global_step, RNG state of each rank)
         # On-device non-finite bookkeeping (see _flag_nonfinite): [window has a bad batch, total, run, worst run].
         self._nonfinite_state = torch.zeros(4, device=self.device)
         self._skip_on_device = False
@@ -372,6 +374,7 @@ class Trainer:
                         metrics.update({f"val/iou/{n}": v for n, v in zip(self.class_names, val["iou"])})
                 metrics["epoch"] = epoch
                 self.epoch, self.batches_done = epoch + 1, 0
+                gather_rng_states(self)  # every rank: ModelCheckpoint writes on rank 0 in on_epoch_end
                 self._call("on_epoch_end", metrics)
                 self._log(metrics, self.global_step)
                 if self.is_main_process:
@@ -432,8 +435,10 @@ class Trainer:
                     self._check_nonfinite()
                     if self.is_main_process:
                         self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
-                if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and self.is_main_process:
-                    self.save_last()
+                if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                    gather_rng_states(self)  # every rank, before rank 0 writes
+                    if self.is_main_process:
+                        self.save_last()
             self._call("on_train_batch_end", out)
         self._check_nonfinite()
         elapsed = time.perf_counter() - start

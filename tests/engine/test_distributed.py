@@ -1,5 +1,6 @@
 """torchrun: 2 CPU processes (gloo) with batch B each match 1 process with batch 2B."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import torch
 
 from segkit import Trainer
 from segkit.engine.checkpoint import load_checkpoint
-from segkit.engine.state import ResumableSampler
+from segkit.engine.state import ResumableSampler, rng_state_for_rank
 from tests.engine._nets import TinyNet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,12 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     for r in ranks:
         assert r["miou"] == pytest.approx(metrics["val/miou"], abs=1e-4)
         assert r["loss"] == pytest.approx(metrics["train/loss"], abs=1e-4)
+    # Each rank's own RNG state is in the checkpoint (their streams diverged), and each resumes from its own.
+    saved = load_checkpoint(tmp_path / "ddp" / "last.pt")["rng_ranks"]
+    digests = [hashlib.sha1(state["torch"].numpy().tobytes()).hexdigest() for state in saved]
+    assert digests == [r["rng"] for r in ranks] and digests[0] != digests[1]
+    assert rng_state_for_rank({"rng": saved[0], "rng_ranks": saved}, 1, 2) is saved[1]
+    assert rng_state_for_rank({"rng": saved[0], "rng_ranks": saved}, 0, 3) is saved[0]  # other world size
     rows = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert len([r for r in rows if "val/miou" in r]) == 2  # rank 0 only: one row per epoch
 
