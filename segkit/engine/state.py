@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelEMA",
     "ResumableSampler",
+    "SeededAugmentation",
     "as_dataset",
     "find_resume_checkpoint",
     "gather_rng_states",
@@ -28,6 +29,7 @@ __all__ = [
     "resolve_device",
     "restore_training_state",
     "rng_state_for_rank",
+    "sample_seed",
     "seed_everything",
     "set_rng_state",
     "to_device",
@@ -67,7 +69,41 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-class ResumableSampler(Sampler[int]):
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of sample ``index`` in ``epoch`` (a 32-bit mix of the three numbers)."""
+    return (seed * 0x9E3779B1 + (epoch + 1) * 0x85EBCA77 + (index + 1) * 0xC2B2AE3D) % 2**32
+
+
+class SeededAugmentation(Dataset):
+    """Makes random augmentation a function of (seed, epoch, sample): reproducible and exactly resumable.
+
+    albumentations' ``Compose`` draws from its own generator, seeded from the OS unless told otherwise
+    and advanced in whichever process (main or DataLoader worker) loads the sample, so neither
+    ``seed_everything`` nor a checkpoint's RNG states fix it. Fed ``(index, seed)`` keys by a
+    ``ResumableSampler(seeded=True)``, this wrapper re-seeds the dataset's ``transforms`` (when it has
+    ``set_random_seed``) before loading each sample; plain integer keys pass through untouched.
+
+    Args:
+        dataset: a map-style dataset, typically with a ``transforms`` attribute.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if isinstance(key, tuple):
+            index, seed = key
+            transforms = getattr(self.dataset, "transforms", None)
+            if hasattr(transforms, "set_random_seed"):
+                transforms.set_random_seed(seed)  # type: ignore[union-attr]
+            return self.dataset[index]
+        return self.dataset[key]
+
+
+class ResumableSampler(Sampler[Any]):
     """Deterministic per-epoch order, split across processes, that can start mid-epoch.
 
     The order of epoch ``e`` is a permutation drawn from ``seed + e`` (or ``range(n)`` without
@@ -84,10 +120,19 @@ class ResumableSampler(Sampler[int]):
         world_size: number of processes.
         pad: pad so all ranks get equally many indices (training); False for validation, so no
             sample is counted twice.
+        seeded: yield ``(index, sample_seed(seed, epoch, index))`` pairs for ``SeededAugmentation``
+            instead of plain indices.
     """
 
     def __init__(
-        self, length: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True
+        self,
+        length: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+        seeded: bool = False,
     ) -> None:
         self.length = int(length)
         self.shuffle = shuffle
@@ -95,6 +140,7 @@ class ResumableSampler(Sampler[int]):
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.pad = pad
+        self.seeded = seeded
         self.epoch = 0
         self.start = 0
 
@@ -114,8 +160,11 @@ class ResumableSampler(Sampler[int]):
             order += (order * (extra // max(1, len(order)) + 1))[:extra]
         return order[self.rank :: self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices()[self.start :])
+    def __iter__(self) -> Iterator[Any]:
+        indices = self._indices()[self.start :]
+        if self.seeded:
+            return iter([(i, sample_seed(self.seed, self.epoch, i)) for i in indices])
+        return iter(indices)
 
     def __len__(self) -> int:
         return max(0, len(self._indices()) - self.start)

@@ -25,6 +25,7 @@ from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, op
 from segkit.engine.state import (
     ModelEMA,
     ResumableSampler,
+    SeededAugmentation,
     as_dataset,
     find_resume_checkpoint,
     gather_rng_states,
@@ -97,7 +98,9 @@ class Trainer:
         callbacks: extra ``Callback`` objects (checkpointing is always added).
         trackers: names, mappings or tracker objects; ``jsonl`` is always on.
         out_dir: run folder (checkpoints, ``metrics.jsonl``, ``config.yaml``).
-        seed: seeds Python, NumPy and torch, and the per-epoch sample order (``seed + epoch``).
+        seed: seeds Python, NumPy and torch, the per-epoch sample order (``seed + epoch``) and the random
+            augmentation of every sample (the train dataset's albumentations ``transforms`` are re-seeded
+            from (seed, epoch, sample) before each sample; see ``SeededAugmentation``).
         device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
         workers: DataLoader worker processes.
         monitor: validation metric for ``best.pt``; None = "miou" (semantic) or "segm_ap" (instance).
@@ -346,8 +349,9 @@ class Trainer:
         if self.train_data is None:
             raise ValueError("fit: no train_data was given")
         size = len(self.train_data)  # type: ignore[arg-type]
-        self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size)
-        self.train_loader = self._loader(self.train_data, self.train_sampler)
+        self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size, seeded=True)
+        # Augmentation drawn from (seed, epoch, sample): reproducible, and exact after a resume.
+        self.train_loader = self._loader(SeededAugmentation(self.train_data), self.train_sampler)
         self.batches_per_epoch = math.ceil(self.train_sampler.full_length() / self.batch_size)
         self.optimizer, self.scheduler = self.configure_optimizers()
         use_scaler = self.amp == "fp16" and self.device.type == "cuda"
