@@ -125,6 +125,8 @@ class LabelTable:
         if 0 <= ignore_index < 256:
             self.valid[ignore_index] = True
         self._valid_u8 = self.valid.astype(np.uint8)
+        # Identity tables (folder, VOC): valid values map to themselves, so only validity needs a pass.
+        self._identity = bool((self.lut[self.valid] == np.flatnonzero(self.valid)).all())
 
     def __call__(self, mask: np.ndarray, path: str | Path) -> np.ndarray:
         """Map a stored ``(H, W)`` mask; a value outside the table raises ``BadSampleError`` naming ``path``."""
@@ -137,6 +139,8 @@ class LabelTable:
             mask = mask.astype(np.uint8)
         # cv2.LUT is several times faster than numpy fancy indexing on uint8 images.
         mask = np.ascontiguousarray(mask)
+        if self._identity and mask.size and int(mask.max()) < self.num_classes:
+            return mask  # every value is a class: one reduction, no copy
         if cv2.LUT(mask, self._valid_u8).min() == 0:
             valid = self.valid[mask]
             bad = np.unique(mask[~valid])[:8].tolist()
@@ -144,7 +148,7 @@ class LabelTable:
                 f"{path}: label values {bad} are neither a class in [0, {self.num_classes}) nor ignore_index "
                 f"{self.ignore_index}"
             )
-        return cv2.LUT(mask, self.lut)
+        return mask if self._identity else cv2.LUT(mask, self.lut)
 
 
 def rgb_to_index(rgb: np.ndarray, colours: np.ndarray, indices: Sequence[int], ignore_index: int = 255) -> np.ndarray:

@@ -172,3 +172,20 @@ def test_jpeg_with_trailer_after_end_marker_is_not_called_truncated(tmp_path, la
     path.write_bytes(path.read_bytes() + b"TRAILER" * 40)
     ds = build_dataset("folder", root=tmp_path, num_classes=4)
     assert np.array_equal(ds.load_raw(1)[0], clean)
+
+
+@pytest.mark.parametrize("mapping", [None, {0: 0, 1: 1, 2: 2, 7: 255}])
+def test_label_table_maps_like_numpy_indexing_and_rejects_unknown_values(mapping):
+    from segkit.datasets.files import BadSampleError, LabelTable
+
+    table = LabelTable(3, mapping, ignore_index=255)
+    rng = np.random.default_rng(0)
+    allowed = np.array([0, 1, 2, 255] + ([7] if mapping else []), np.uint8)
+    for values in (allowed[:3], allowed):  # classes only (the identity fast path), then with ignored values
+        mask = rng.choice(values, size=(9, 11)).astype(np.uint8)
+        expected = np.array([mapping.get(v, 255) if mapping else v for v in range(256)], np.uint8)[mask]
+        np.testing.assert_array_equal(table(mask, "m.png"), expected)
+    bad = mask.copy()
+    bad[4, 5] = 3
+    with pytest.raises(BadSampleError, match=r"m\.png: label values \[3\]"):
+        table(bad, "m.png")
