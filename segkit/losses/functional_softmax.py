@@ -28,7 +28,7 @@ class _SoftmaxStats(torch.autograd.Function):
     gradients, so autograd never stores or replays full-size intermediate products."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         logits: torch.Tensor,
         labels: torch.Tensor,
@@ -51,7 +51,7 @@ class _SoftmaxStats(torch.autograd.Function):
         return p_y, sums
 
     @staticmethod
-    def backward(ctx: Any, grad_py: torch.Tensor | None, grad_sums: torch.Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_py: torch.Tensor | None, grad_sums: torch.Tensor | None) -> tuple[Any, ...]:
         p, labels, p_y, weight = ctx.saved_tensors
         power, per_image = ctx.power, ctx.per_image
         n, c = p.shape[:2]
@@ -105,5 +105,5 @@ def softmax_stats(
     if power not in (1, 2):
         raise ValueError(f"power: expected 1 or 2, got {power}")
     w = None if weight is None else weight.detach()
-    out: tuple[torch.Tensor, torch.Tensor] = _SoftmaxStats.apply(logits, labels, valid, w, power, per_image)  # type: ignore[no-untyped-call]
+    out: tuple[torch.Tensor, torch.Tensor] = _SoftmaxStats.apply(logits, labels, valid, w, power, per_image)
     return out
