@@ -22,6 +22,28 @@ def _weighted_channel_sum(p: torch.Tensor, g: torch.Tensor, per_image: bool) -> 
     return torch.matmul(rows, p.reshape(n, c, -1)).reshape(n, *p.shape[2:])
 
 
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(1)`` accumulated one channel at a time: ``(N, H, W)`` temporaries instead of a full-size one."""
+    out = a[:, 0] * b[:, 0]
+    for k in range(1, a.shape[1]):
+        out.addcmul_(a[:, k], b[:, k])
+    return out
+
+
+def _class_sums(p: torch.Tensor, weight: torch.Tensor | None, power: int, per_image: bool) -> torch.Tensor:
+    """``(S, C)`` sums of ``p^power [* weight]`` over pixels (and images unless ``per_image``), per channel."""
+    n, c = p.shape[:2]
+    dims = (1, 2) if per_image else (0, 1, 2)
+    if weight is None and power == 1:
+        return p.sum((2, 3) if per_image else (0, 2, 3)).reshape(-1, c)
+    cols = []
+    for k in range(c):  # per channel: (N, H, W) temporaries instead of full-size ones
+        term = p[:, k] * p[:, k] if power == 2 else p[:, k]
+        term = term * weight[:, k] if weight is not None else term
+        cols.append(term.sum(dims).reshape(-1))
+    return torch.stack(cols, 1)
+
+
 class _SoftmaxStats(torch.autograd.Function):
     """Forward: ``p = softmax(x)`` zeroed on ignored pixels, then ``p_y`` and ``sum_valid p^power [* W]`` per set
     and class. Backward: ``grad_x = p * (G - sum_c p G)`` with ``G = dL/dp`` assembled from the two outputs'
@@ -36,15 +58,15 @@ class _SoftmaxStats(torch.autograd.Function):
         weight: torch.Tensor | None,
         power: int,
         per_image: bool,
+        probs: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        p = torch.softmax(logits, 1)
-        p.mul_(valid.unsqueeze(1).to(p.dtype))
+        if probs is None:
+            p = torch.softmax(logits, 1)
+            p.mul_(valid.unsqueeze(1).to(p.dtype))
+        else:
+            p = probs
         p_y = p.gather(1, labels.unsqueeze(1))[:, 0]
-        dims = (2, 3) if per_image else (0, 2, 3)
-        term = p if power == 1 else p * p
-        if weight is not None:
-            term = term * weight
-        sums = term.sum(dims).reshape(-1, p.shape[1])
+        sums = _class_sums(p, weight, power, per_image)
         ctx.save_for_backward(p, labels, p_y, weight)
         ctx.power, ctx.per_image = power, per_image
         ctx.set_materialize_grads(False)  # an unused output then gets None, not a zero tensor to multiply
@@ -65,15 +87,16 @@ class _SoftmaxStats(torch.autograd.Function):
             torch.sub(_set_view(grad_sums, per_image), s.unsqueeze(1), out=grad)
             grad.mul_(p)
         else:
-            # G = a_c [* W] [* 2 p]: a full-size tensor, reused in place for the result.
+            # G = a_c [* W] [* 2 p], written into the result tensor (p's layout), then p * (G - sum_c p G).
             scale = _set_view(grad_sums * power, per_image)
-            grad = p * scale if power == 2 else scale * weight
+            grad = torch.empty_like(p)
+            torch.mul(p if power == 2 else weight, scale, out=grad)
             if power == 2 and weight is not None:
                 grad.mul_(weight)
-            s = (p * grad).sum(1) + q
+            s = _channel_dot(p, grad).add_(q)
             grad.sub_(s.unsqueeze(1)).mul_(p)
         grad.scatter_add_(1, labels.unsqueeze(1), q.unsqueeze(1))
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 def softmax_stats(
@@ -83,6 +106,7 @@ def softmax_stats(
     weight: torch.Tensor | None = None,
     power: int = 1,
     per_image: bool = False,
+    probs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax probability at the label and per-class sums of ``p^power`` (times an optional constant map).
 
@@ -98,6 +122,8 @@ def softmax_stats(
         weight: optional ``(N, C, H, W)`` constant map (no gradient flows into it).
         power: 1 or 2.
         per_image: sums per image (``S = N``) or over the batch (``S = 1``).
+        probs: ``softmax(logits, 1)`` already zeroed on ignored pixels, when the caller computed it without
+            gradient (saves recomputing it); it is kept for the backward and must not be modified afterwards.
 
     Returns:
         ``p_y`` ``(N, H, W)`` (0 on ignored pixels) and ``sums`` ``(S, C)``.
@@ -105,5 +131,7 @@ def softmax_stats(
     if power not in (1, 2):
         raise ValueError(f"power: expected 1 or 2, got {power}")
     w = None if weight is None else weight.detach()
-    out: tuple[torch.Tensor, torch.Tensor] = _SoftmaxStats.apply(logits, labels, valid, w, power, per_image)
+    out: tuple[torch.Tensor, torch.Tensor] = _SoftmaxStats.apply(
+        logits, labels, valid, w, power, per_image, None if probs is None else probs.detach()
+    )
     return out
