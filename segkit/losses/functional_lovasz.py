@@ -58,7 +58,7 @@ def _sorted_keys_float32(errors: np.ndarray, fg: np.ndarray, valid: np.ndarray) 
     rows, length = errors.shape
     key = errors.view(np.uint32).astype(np.uint64)
     np.subtract(np.uint64(2**31 - 2), key, out=key)
-    np.add(key, ~valid, out=key, casting="unsafe")
+    np.copyto(key, np.uint64(2**31 - 1), where=~valid)
     key <<= np.uint64(_IDX_BITS + 1)
     key |= np.arange(length, dtype=np.uint64) << np.uint64(1)
     np.bitwise_or(key, fg, out=key, casting="unsafe")

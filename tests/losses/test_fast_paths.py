@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from segkit.losses import functional_lovasz as fl
 from segkit.losses.functional_softmax import softmax_stats
 
 
@@ -60,3 +62,56 @@ def test_softmax_stats_rejects_other_powers():
     x = torch.randn(1, 2, 3, 3)
     with pytest.raises(ValueError, match="power"):
         softmax_stats(x, torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 3, dtype=torch.bool), power=3)
+
+
+def _lovasz_pair(logits, target, **kw):
+    """Value and gradient of the CPU (numpy) path and of the torch sort-and-gather path on the same input."""
+    out = []
+    for fn in (fl.lovasz_softmax_loss, fl._lovasz_softmax_torch):
+        x = logits.clone().requires_grad_()
+        args = (kw.get("classes", "present"), kw.get("per_image", False), 255)
+        loss = fn(x, target, **kw) if fn is fl.lovasz_softmax_loss else fn(x, target, *args)
+        loss.backward()
+        out.append((loss.detach(), x.grad))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_lovasz_numpy_path_equals_torch_path_with_ties(dtype, per_image, classes):
+    g = torch.Generator().manual_seed(3)
+    # Logits on a coarse grid: many pixels share a probability, so errors tie within a class, between
+    # foreground and background entries (p = 1 - p' ) and at exactly 0 and 1 (saturated +-50 logits).
+    logits = (torch.randint(-2, 3, (3, 4, 7, 9), generator=g) * 0.5).to(dtype)
+    logits[0, :, :2] = 50 * torch.sign(logits[0, :, :2])
+    target = torch.randint(0, 4, (3, 7, 9), generator=g)
+    target[1, 2:5] = 255
+    target[2] = 255  # an all-ignored image
+    target[0][target[0] == 3] = 0  # class 3 absent from image 0
+    (v_fast, g_fast), (v_ref, g_ref) = _lovasz_pair(logits, target, classes=classes, per_image=per_image)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-13}
+    torch.testing.assert_close(v_fast, v_ref, **tol)
+    torch.testing.assert_close(g_fast, g_ref, **tol)
+    assert torch.all(g_fast.permute(1, 0, 2, 3)[:, target == 255] == 0)
+
+
+def test_lovasz_numpy_path_all_ignored_is_zero():
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.full((2, 4, 4), 255)
+    for per_image in (False, True):
+        (v_fast, g_fast), (v_ref, _) = _lovasz_pair(logits, target, per_image=per_image)
+        assert v_fast.item() == 0 == v_ref.item() and torch.all(g_fast == 0)
+
+
+def test_packed_key_sort_is_a_stable_descending_argsort():
+    g = np.random.default_rng(0)
+    errors = g.integers(0, 4, (3, 50)).astype(np.float32) / 4  # many ties
+    errors[0, :5] = 0.0
+    fg = g.random((3, 50)) < 0.3
+    valid = g.random((3, 50)) < 0.8
+    keys = fl._sorted_keys_float32(errors, fg, valid)
+    order = ((keys >> np.uint64(1)) & np.uint64(2**32 - 1)).astype(np.int64)
+    ranked = np.where(valid, -errors.astype(np.float64), np.inf)
+    np.testing.assert_array_equal(order, np.argsort(ranked, axis=1, kind="stable"))
+    np.testing.assert_array_equal((keys & np.uint64(1)).astype(bool), np.take_along_axis(fg, order, 1))
