@@ -1,4 +1,4 @@
-"""Distance-map losses ``boundary`` and ``hausdorff_dt``, and ``WithDistanceMaps`` to precompute their maps."""
+"""Distance-map losses ``boundary`` and ``hausdorff_dt``, and ``WithDistanceMaps`` to precompute maps in the workers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from segkit.losses.functional import _check_mode
 from segkit.losses.functional_distance import (
     boundary_loss,
     distance_field,
+    distance_penalty,
     hausdorff_dt_loss,
     onehot_target,
     signed_distance_map,
@@ -21,7 +22,7 @@ from segkit.losses.functional_distance import (
 
 __all__ = ["BoundaryLoss", "HausdorffDTLoss", "WithDistanceMaps"]
 
-MAP_KEYS = ("dist_map", "hd_dist_map")
+MAP_KEYS = ("dist_map", "hd_dist_map", "penalty_map")
 
 
 @LOSSES.register("boundary")
@@ -106,8 +107,9 @@ class WithDistanceMaps(Dataset):
         dataset: yields dicts with ``"mask"`` ``(H, W)`` int64 (binary datasets: values {0, 1} and
             ``num_classes=1``).
         num_classes: C of the logits (1 for a binary problem).
-        keys: maps to add: ``"dist_map"`` (signed map for ``boundary``) and/or ``"hd_dist_map"`` (target field
-            for ``hausdorff_dt``); each ``(C, H, W)`` float32.
+        keys: maps to add: ``"dist_map"`` (signed map for ``boundary``), ``"hd_dist_map"`` (target field
+            for ``hausdorff_dt``), each ``(C, H, W)`` float32, and/or ``"penalty_map"`` (``(H, W)`` float32
+            ``phi`` of ``dist_penalized_ce``).
         ignore_index: label that belongs to no class (255).
 
     Example:
@@ -145,4 +147,8 @@ class WithDistanceMaps(Dataset):
             sample["dist_map"] = torch.from_numpy(signed_distance_map(masks))
         if "hd_dist_map" in self.keys:
             sample["hd_dist_map"] = torch.from_numpy(distance_field(masks))
+        if "penalty_map" in self.keys:  # binary datasets: regions of classes 0 and 1
+            sample["penalty_map"] = torch.from_numpy(
+                distance_penalty(mask, max(self.num_classes, 2), self.ignore_index)
+            )
         return sample
