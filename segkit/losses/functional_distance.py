@@ -107,16 +107,6 @@ def onehot_target(target: torch.Tensor | np.ndarray, num_classes: int, ignore_in
     return t[..., None, :, :] == classes
 
 
-def _both_sides(masks: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
-    """EDT of the masks and of their complements (float32, slices without a boundary left at 0)."""
-    flat, shape = _flat_masks(masks)
-    slices = np.flatnonzero(_interface(flat).reshape(-1))
-    inside, outside = np.zeros(flat.shape, np.float32), np.zeros(flat.shape, np.float32)
-    _edt_into(flat, inside, slices)
-    _edt_into(~flat, outside, slices)
-    return flat, inside, outside, shape
-
-
 def signed_distance_map(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     """Signed distance map of boolean masks ``(..., H, W)``: positive outside, <= 0 inside, 0 on the boundary.
 
@@ -126,11 +116,10 @@ def signed_distance_map(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     Returns:
         float32 array of the masks' shape.
     """
-    flat, inside, phi, shape = _both_sides(masks)
-    phi -= inside  # EDT(outside) is 0 inside and EDT(inside) 0 outside: phi = EDT(out) - EDT(in) + inside
-    np.add(phi, flat, out=phi, casting="unsafe")
-    phi[~_interface(flat).reshape(-1)] = 0
-    return phi.reshape(shape)
+    flat, shape = _flat_masks(masks)
+    out = np.zeros(shape, np.float32)
+    _field_into(flat, out, signed=True)
+    return out
 
 
 def distance_field(masks: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -140,9 +129,43 @@ def distance_field(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     Returns:
         float32 array of the masks' shape.
     """
-    _, inside, field, shape = _both_sides(masks)
-    field += inside
-    return field.reshape(shape)
+    flat, shape = _flat_masks(masks)
+    out = np.zeros(shape, np.float32)
+    _field_into(flat, out)
+    return out
+
+
+def _field_into(flat: np.ndarray, out: np.ndarray, signed: bool = False) -> None:
+    """Add the ``distance_field`` (or with ``signed`` the ``signed_distance_map``) of ``(S, H, W)`` C-contiguous
+    masks to ``out`` ``(..., H, W)`` float32 (S slices in C order, each ``(H, W)`` slice of ``out`` C-contiguous,
+    e.g. channels of a larger buffer), without any full-size temporary. Outside the mask both are
+    ``EDT(~m)``; inside, the field adds ``EDT(m)`` and the signed map subtracts ``EDT(m) - 1`` (0 for a thin
+    mask)."""
+    slices = np.flatnonzero(_interface(flat).reshape(-1))
+    if slices.size == 0:
+        return
+    comp = ~flat
+    thin_in, thin_out = _thin(flat[slices]), _thin(comp[slices])
+    transform = _edt_slice()
+    scratch = np.empty(flat.shape[1:], np.float32)
+    lead = out.shape[:-2]
+    for i, t_in, t_out in zip(slices, thin_in, thin_out):
+        dst = out[np.unravel_index(i, lead)]
+        if t_out:
+            dst += comp[i]
+        else:
+            transform(comp[i].view(np.uint8), scratch)
+            dst += scratch
+        if t_in:
+            if not signed:
+                dst += flat[i]
+            continue
+        transform(flat[i].view(np.uint8), scratch)
+        if signed:
+            scratch -= flat[i]
+            dst -= scratch
+        else:
+            dst += scratch
 
 
 def distance_penalty(target: torch.Tensor | np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
@@ -224,12 +247,14 @@ def boundary_loss(
     check_multiclass_inputs(logits, target, ignore_index)
     k = logits.shape[1]
     valid = target != ignore_index
-    if dist_map is None:
-        dist_map = torch.from_numpy(signed_distance_map(onehot_target(target, k, ignore_index)))
+    sel = _channels(include_background, mode, k)
+    if dist_map is None:  # only the kept channels: the others are multiplied by 0
+        maps = np.zeros(logits.shape, np.float32)
+        _field_into(_flat_masks(onehot_target(target, k, ignore_index)[:, sel])[0], maps[:, sel], signed=True)
+        dist_map = torch.from_numpy(maps)
     phi = _as_map(dist_map, logits, "dist_map")
     # sum p * phi over the kept channels; softmax_stats gives it per class with the analytic softmax backward.
     _, sums = softmax_stats(logits, target.masked_fill(~valid, 0), valid, weight=phi)
-    sel = _channels(include_background, mode, k)
     denom = valid.sum() * (k - sel.start)
     return sums[0, sel].sum() / denom.clamp_min(1)
 
@@ -274,15 +299,16 @@ def hausdorff_dt_loss(
     labels = target.masked_fill(~valid, 0)
     with torch.no_grad():
         p = torch.softmax(logits, 1).mul_(valid.unsqueeze(1).to(logits.dtype))
-        d_p = torch.from_numpy(distance_field((p[:, sel] > 0.5).cpu().numpy()))
+        # weight = d_p^alpha + d_t^alpha on the kept channels, 0 on the others; the prediction's fields are
+        # written straight into the buffer.
+        buffer = np.zeros((n, k, h, w), np.float32)
+        _field_into(_flat_masks(p[:, sel] > 0.5)[0], buffer[:, sel])
+        weight = torch.from_numpy(buffer).to(device=logits.device, dtype=logits.dtype)
         if hd_dist_map is None:
             d_t = torch.from_numpy(distance_field(onehot_target(target, k, ignore_index)[:, sel]))
         else:
             d_t = _as_map(hd_dist_map, logits, "hd_dist_map")[:, sel]
-        # weight = d_p^alpha + d_t^alpha on the kept channels, 0 on the others.
-        weight = logits.new_zeros(n, k, h, w)
-        kept = weight[:, sel]
-        kept.copy_(d_p).pow_(alpha)
+        kept = weight[:, sel].pow_(alpha)
         if alpha == 2:
             kept.addcmul_(d_t, d_t)
         else:
