@@ -147,7 +147,7 @@ def lovasz_softmax_loss(
     if classes not in ("present", "all"):
         raise ValueError(f"classes: expected 'present' or 'all', got {classes!r}")
     check_multiclass_inputs(logits, target, ignore_index)
-    if logits.device.type != "cpu":
+    if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64):  # numpy: no half types
         return _lovasz_softmax_torch(logits, target, classes, per_image, ignore_index)
     n, c = logits.shape[:2]
     valid = target != ignore_index

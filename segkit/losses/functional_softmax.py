@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["softmax_stats"]
 
@@ -73,6 +74,7 @@ class _SoftmaxStats(torch.autograd.Function):
         return p_y, sums
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: a double backward raises, not silently 0
     def backward(ctx: Any, grad_py: torch.Tensor | None, grad_sums: torch.Tensor | None) -> tuple[Any, ...]:
         p, labels, p_y, weight = ctx.saved_tensors
         power, per_image = ctx.power, ctx.per_image

@@ -115,3 +115,18 @@ def test_packed_key_sort_is_a_stable_descending_argsort():
     ranked = np.where(valid, -errors.astype(np.float64), np.inf)
     np.testing.assert_array_equal(order, np.argsort(ranked, axis=1, kind="stable"))
     np.testing.assert_array_equal((keys & np.uint64(1)).astype(bool), np.take_along_axis(fg, order, 1))
+
+
+def test_lovasz_half_precision_on_cpu_takes_the_torch_path():
+    logits, target = torch.randn(2, 3, 5, 6), torch.randint(0, 3, (2, 5, 6))
+    got = fl.lovasz_softmax_loss(logits.bfloat16(), target)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), fl.lovasz_softmax_loss(logits, target), rtol=2e-2, atol=2e-2)
+
+
+def test_double_backward_through_softmax_stats_raises():
+    x = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    labels, valid = torch.zeros(1, 4, 4, dtype=torch.long), torch.ones(1, 4, 4, dtype=torch.bool)
+    (grad,) = torch.autograd.grad(softmax_stats(x, labels, valid)[1].sum() ** 2, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|differentiable"):
+        grad.sum().backward()
