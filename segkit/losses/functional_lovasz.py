@@ -81,7 +81,7 @@ def _lovasz_weights(
     foreground and ``g`` on background entries.
 
     Args:
-        errors: ``(R, P)`` float errors ``|t - p|`` (any value on ignored entries).
+        errors: ``(R, P)`` float errors ``|t - p|`` (any value on ignored entries); overwritten (used as scratch).
         fg: ``(R, P)`` bool ground truth (False on ignored entries).
         valid: ``(R, P)`` bool (ignored entries sort last: they change no valid entry's gradient).
 
@@ -102,22 +102,25 @@ def _lovasz_weights(
         order = np.argsort(ranked, axis=1, kind="stable")
         gt = np.take_along_axis(fg, order, 1)
     # float32 holds the counts exactly below 2**24 entries per row; float64 beyond (and for float64 input).
+    # Fresh 40 MB arrays cost more in page faults than the arithmetic on them, so the errors' buffer is reused
+    # for the counts, then the union, then the result.
     ftype = np.float32 if errors.dtype == np.float32 and length < 2**24 else np.float64
-    cum_fg = np.cumsum(gt, axis=1, dtype=np.int32 if length < 2**31 else np.int64)
-    total = cum_fg[:, -1:]
-    union = np.add(np.arange(1, length + 1, dtype=ftype), total, dtype=ftype)
-    union -= cum_fg  # G + B_k
+    itype = np.int32 if ftype == np.float32 else np.int64
+    spare = errors if errors.dtype == ftype and errors.flags.c_contiguous else np.empty(errors.shape, ftype)
+    cum_fg = np.cumsum(gt, axis=1, dtype=itype, out=spare.view(itype))
+    total = cum_fg[:, -1:].copy()
     weight = np.subtract(total, cum_fg, dtype=ftype)  # G - F_k
-    den = union - 1
-    den *= union
+    union = np.add(weight, np.arange(1, length + 1, dtype=ftype), out=spare)  # G + B_k = G - F_k + k
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 only at the first entry of a row without fg
-        weight /= den
-    np.reciprocal(union, out=union)
-    np.negative(union, out=union)
-    np.copyto(weight, union, where=gt)
+        weight /= union
+        union -= 1
+        weight /= union  # (G - F_k) / ((G + B_k - 1)(G + B_k)) on background entries
+        union += 1
+    np.divide(-1, union, out=union)
+    np.copyto(weight, union, where=gt)  # -1 / (G + B_k) on foreground entries
     weight[total[:, 0] == 0, 0] = 1
-    fg_sum = -weight.sum(1, where=gt, dtype=np.float64)
-    out = torch.empty(rows, length, dtype=torch.float32 if ftype == np.float32 else torch.float64)
+    fg_sum = -weight.sum(1, where=gt)
+    out = torch.from_numpy(union)  # the union's buffer is free again: scatter into it
     out.scatter_(1, torch.from_numpy(order), torch.from_numpy(weight))  # faster than np.put_along_axis
     return out, fg_sum, total[:, 0]
 
