@@ -34,14 +34,13 @@ def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _class_sums(p: torch.Tensor, weight: torch.Tensor | None, power: int, per_image: bool) -> torch.Tensor:
     """``(S, C)`` sums of ``p^power [* weight]`` over pixels (and images unless ``per_image``), per channel."""
     n, c = p.shape[:2]
-    dims = (1, 2) if per_image else (0, 1, 2)
     if weight is None and power == 1:
         return p.sum((2, 3) if per_image else (0, 2, 3)).reshape(-1, c)
     cols = []
-    for k in range(c):  # per channel: (N, H, W) temporaries instead of full-size ones
-        term = p[:, k] * p[:, k] if power == 2 else p[:, k]
-        term = term * weight[:, k] if weight is not None else term
-        cols.append(term.sum(dims).reshape(-1))
+    for k in range(c):  # per channel: (N, H, W) temporaries at most, and a fused multiply-add reduction
+        term = (p[:, k] * p[:, k] if power == 2 else p[:, k]).reshape(n, -1)
+        col = term.sum(1) if weight is None else torch.linalg.vecdot(term, weight[:, k].reshape(n, -1))
+        cols.append(col if per_image else col.sum().reshape(1))
     return torch.stack(cols, 1)
 
 
