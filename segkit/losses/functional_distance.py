@@ -136,27 +136,23 @@ def distance_field(masks: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def _field_into(flat: np.ndarray, out: np.ndarray, signed: bool = False) -> None:
-    """Add the ``distance_field`` (or with ``signed`` the ``signed_distance_map``) of ``(S, H, W)`` C-contiguous
-    masks to ``out`` ``(..., H, W)`` float32 (S slices in C order, each ``(H, W)`` slice of ``out`` C-contiguous,
-    e.g. channels of a larger buffer), without any full-size temporary. Outside the mask both are
-    ``EDT(~m)``; inside, the field adds ``EDT(m)`` and the signed map subtracts ``EDT(m) - 1`` (0 for a thin
-    mask)."""
+    """Write the ``distance_field`` (or with ``signed`` the ``signed_distance_map``) of ``(S, H, W)`` C-contiguous
+    masks into the zero-initialised ``out`` ``(..., H, W)`` float32 (S slices in C order, each ``(H, W)`` slice
+    of ``out`` C-contiguous, e.g. channels of a larger buffer), without any full-size temporary: ``EDT(~m)``
+    is written straight into ``out``, then the field adds ``EDT(m)`` and the signed map subtracts
+    ``EDT(m) - 1`` (nothing to do for a thin mask, see ``_thin``). Slices without a boundary stay 0."""
     slices = np.flatnonzero(_interface(flat).reshape(-1))
     if slices.size == 0:
         return
     comp = ~flat
-    thin_in, thin_out = _thin(flat[slices]), _thin(comp[slices])
+    thin = _thin(flat[slices])
     transform = _edt_slice()
     scratch = np.empty(flat.shape[1:], np.float32)
     lead = out.shape[:-2]
-    for i, t_in, t_out in zip(slices, thin_in, thin_out):
+    for i, is_thin in zip(slices, thin):
         dst = out[np.unravel_index(i, lead)]
-        if t_out:
-            dst += comp[i]
-        else:
-            transform(comp[i].view(np.uint8), scratch)
-            dst += scratch
-        if t_in:
+        transform(comp[i].view(np.uint8), dst)
+        if is_thin:
             if not signed:
                 dst += flat[i]
             continue
