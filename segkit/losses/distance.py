@@ -32,7 +32,8 @@ class BoundaryLoss(nn.Module):
 
     The maps are constants. ``extra_inputs = ("dist_map",)``: when the batch holds ``"dist_map"`` (add it in the
     data workers with ``WithDistanceMaps(dataset, num_classes)``) the Trainer passes it and nothing is computed
-    in the step; otherwise the maps are computed from the target with one scipy call for the batch.
+    in the step; otherwise the maps of the kept classes are computed from the target (two exact transforms per
+    image and class present, on the CPU: ~2x the cost of the loss itself at 8x19x256x256, see bench/RESULTS.md).
 
     Args:
         include_background: keep class 0 in the mean (False).
@@ -62,7 +63,8 @@ class HausdorffDTLoss(nn.Module):
     ``d_t`` / ``d_p``: distance of each pixel to the other region of the target / of the prediction thresholded
     at ``p > 0.5`` (zero for empty or full masks), constants. ``extra_inputs = ("hd_dist_map",)``: precompute
     ``d_t`` in the workers with ``WithDistanceMaps(dataset, num_classes, keys=("hd_dist_map",))``; ``d_p`` is
-    always computed in the step (one scipy call for the batch).
+    always computed in the step (exact transforms of the thresholded prediction on the CPU, the dominant cost of
+    this loss).
 
     Args:
         alpha: exponent of the distances (2.0).

@@ -227,8 +227,8 @@ def boundary_loss(
 
     Args:
         dist_map: optional precomputed ``(N, C, H, W)`` signed maps (all C classes, e.g. from
-            ``WithDistanceMaps``); when None they are computed here with one scipy call for the batch
-            (a device-to-host copy of the target on GPU).
+            ``WithDistanceMaps``); when None the kept classes' maps are computed here (exact transforms on the
+            CPU; a device-to-host copy of the target on GPU).
         include_background: keep class 0 (default False). Binary mode uses the sigmoid channel alone.
 
     Returns:
@@ -273,7 +273,7 @@ def hausdorff_dt_loss(
     Args:
         hd_dist_map: optional precomputed ``(N, C, H, W)`` target fields ``d_t`` (e.g. from
             ``WithDistanceMaps(..., keys=("hd_dist_map",))``); ``d_p`` depends on the prediction and is always
-            computed here, with one scipy call for the batch.
+            computed here (exact transforms on the CPU, written straight into the weight map).
         alpha: exponent of the distances (2).
         include_background: keep class 0 (default False). Binary mode uses the sigmoid channel alone.
 
