@@ -24,8 +24,8 @@ def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
         fg: ``(R, P)`` float in {0, 1}, the ground truth of each row (0 on ignored entries).
 
     Returns:
-        ``(R,)`` the loss ``<sorted errors, Lovász gradient>`` of each row (0 for a row without foreground or
-        without valid entries, as the gradient is then 0 everywhere).
+        ``(R,)`` the loss ``<sorted errors, Lovász gradient>`` of each row (a row without foreground gets its
+        largest error, as in Algorithm 1; a row without valid entries 0).
     """
     # One differentiable sort per row (values and indices); only the ground truth is gathered.
     err, order = errors.sort(dim=1, descending=True, stable=True)

@@ -77,7 +77,6 @@ class _SoftmaxStats(torch.autograd.Function):
     def backward(ctx: Any, grad_py: torch.Tensor | None, grad_sums: torch.Tensor | None) -> tuple[Any, ...]:
         p, labels, p_y, weight = ctx.saved_tensors
         power, per_image = ctx.power, ctx.per_image
-        n, c = p.shape[:2]
         q = torch.zeros_like(p_y) if grad_py is None else grad_py * p_y  # the p_y term: dp_y/dx_c = p_y([c=y] - p_c)
         if grad_sums is None:
             grad = p * (-q).unsqueeze(1)
