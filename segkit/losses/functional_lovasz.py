@@ -218,13 +218,29 @@ def lovasz_hinge_loss(
     """Binary Lovász hinge loss (Berman et al. 2018): ``relu`` of the sorted errors ``1 - x (2t - 1)`` times the
     Lovász gradient; per image then averaged (``per_image=True``, as the paper) or one set for the batch.
 
-    An image whose pixels are all ignored contributes 0 and is counted.
+    An image whose pixels are all ignored contributes 0 and is counted. On the CPU the Lovász gradient comes
+    from numpy's packed-key sort (see ``lovasz_softmax_loss``): entries with a non-positive error come after
+    every positive one in the sorted order and have ``relu = 0``, so only the positive errors are ranked.
 
     Returns:
         Scalar tensor.
     """
     _check_mode("binary")
     tgt = check_binary_inputs(logits, target, ignore_index)
+    if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64):
+        return _lovasz_hinge_torch(logits, tgt, per_image, ignore_index)
+    rows = logits.shape[0] if per_image else 1
+    valid = (tgt != ignore_index).reshape(rows, -1)
+    fg = (tgt == 1).reshape(rows, -1)
+    errors = (1 - logits[:, 0] * (2 * fg.reshape(tgt.shape).to(logits.dtype) - 1)).reshape(rows, -1)
+    err_np = errors.detach().numpy().copy()  # _lovasz_weights overwrites it
+    weight, _, _ = _lovasz_weights(err_np, fg.numpy(), valid.numpy() & (err_np > 0))
+    grad = weight.abs().to(logits.dtype)  # W = -g on foreground entries
+    return (F.relu(errors.masked_fill(~valid, 0)) * grad).sum(1).mean()
+
+
+def _lovasz_hinge_torch(logits: torch.Tensor, tgt: torch.Tensor, per_image: bool, ignore_index: int) -> torch.Tensor:
+    """The sort-and-gather formulation in torch (CUDA and other devices; the CPU reference in the tests)."""
     n = logits.shape[0]
     valid = tgt != ignore_index
     fg = (tgt == 1).to(logits.dtype)
@@ -232,7 +248,7 @@ def lovasz_hinge_loss(
     rows = n if per_image else 1
     # Ignored pixels get error -inf: sorted last, relu sends them (and their gradient) to 0.
     errors = errors.masked_fill(~valid, float("-inf")).reshape(rows, -1)
-    err, order = errors.sort(dim=1, descending=True)
+    err, order = errors.sort(dim=1, descending=True, stable=True)
     gt = fg.reshape(rows, -1).gather(1, order)
     gts = gt.sum(1, keepdim=True)
     jaccard = 1 - (gts - gt.cumsum(1)) / (gts + (1 - gt).cumsum(1))

@@ -130,3 +130,25 @@ def test_double_backward_through_softmax_stats_raises():
     (grad,) = torch.autograd.grad(softmax_stats(x, labels, valid)[1].sum() ** 2, x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|double backward|differentiable"):
         grad.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_lovasz_hinge_numpy_path_equals_torch_path_with_ties(dtype, per_image):
+    g = torch.Generator().manual_seed(4)
+    # Logits on a grid of 0.5: errors 1 - x s tie often, and many are exactly 0 or negative (relu 0).
+    logits = (torch.randint(-4, 5, (3, 1, 6, 7), generator=g) * 0.5).to(dtype)
+    target = torch.randint(0, 2, (3, 6, 7), generator=g)
+    target[1, :3] = 255
+    target[2] = 255  # an all-ignored image
+    out = []
+    for fn in (fl.lovasz_hinge_loss, lambda x, t, per_image: fl._lovasz_hinge_torch(x, t, per_image, 255)):
+        x = logits.clone().requires_grad_()
+        loss = fn(x, target, per_image=per_image)
+        loss.backward()
+        out.append((loss.detach(), x.grad))
+    (v_fast, g_fast), (v_ref, g_ref) = out
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-13}
+    torch.testing.assert_close(v_fast, v_ref, **tol)
+    torch.testing.assert_close(g_fast, g_ref, **tol)
+    assert torch.all(g_fast[:, 0][target == 255] == 0)
