@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from segkit.losses import LOSSES
 from segkit.losses import functional_lovasz as fl
 from segkit.losses.functional_softmax import softmax_stats
 
@@ -152,3 +153,21 @@ def test_lovasz_hinge_numpy_path_equals_torch_path_with_ties(dtype, per_image):
     torch.testing.assert_close(v_fast, v_ref, **tol)
     torch.testing.assert_close(g_fast, g_ref, **tol)
     assert torch.all(g_fast[:, 0][target == 255] == 0)
+
+
+@pytest.mark.parametrize(
+    "name", ["dice", "jaccard", "sensitivity_specificity", "lovasz", "boundary", "hausdorff_dt", "dist_penalized_ce"]
+)
+def test_channels_last_logits_give_the_same_loss_and_gradient(name):
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 4, 9, 10, generator=g)
+    target = torch.randint(0, 4, (2, 9, 10), generator=g)
+    target[0, :2] = 255
+    out = []
+    for x in (logits.clone(), logits.clone().contiguous(memory_format=torch.channels_last)):
+        x.requires_grad_()
+        loss = LOSSES.build(name)(x, target)
+        loss.backward()
+        out.append((loss.detach(), x.grad.contiguous()))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-7)
