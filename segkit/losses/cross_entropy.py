@@ -134,22 +134,29 @@ class DistancePenalizedCELoss(nn.Module):
     """Distance-map-penalised CE (Caliva et al. 2019); ``dist_penalized_ce`` in the registry.
 
     ``mean_V (1 + phi) CE`` with ``phi = 1 - d_c / max(d_c)`` per image and class region (see
-    ``segkit.losses.functional_distance.distance_penalized_cross_entropy``). The maps are computed from the
-    target with one scipy call per batch (on the CPU).
+    ``segkit.losses.functional_distance.distance_penalized_cross_entropy``). ``extra_inputs = ("penalty_map",)``:
+    when the batch holds ``"penalty_map"`` (add it in the data workers with
+    ``WithDistanceMaps(dataset, num_classes, keys=("penalty_map",))``) the Trainer passes it and no distance
+    transform runs in the step; otherwise the maps are computed from the target (one exact transform per image
+    and class present, on the CPU).
 
     Args:
         mode: ``"multiclass"`` or ``"binary"``.
         ignore_index: label excluded from the loss (255).
 
     Shape:
-        logits ``(N, C, H, W)``, target ``(N, H, W)`` int64 -> scalar.
+        logits ``(N, C, H, W)``, target ``(N, H, W)`` int64, optional ``penalty_map`` ``(N, H, W)`` -> scalar.
     """
+
+    extra_inputs = ("penalty_map",)
 
     def __init__(self, mode: str = "multiclass", ignore_index: int = 255) -> None:
         super().__init__()
         _check_mode(mode)
         self.mode, self.ignore_index = mode, ignore_index
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, penalty_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Return the scalar loss (see the class docstring)."""
-        return distance_penalized_cross_entropy(logits, target, self.mode, self.ignore_index)
+        return distance_penalized_cross_entropy(logits, target, self.mode, self.ignore_index, penalty_map)

@@ -1,4 +1,4 @@
-"""Distance-map losses ``boundary`` and ``hausdorff_dt``, and ``WithDistanceMaps`` to precompute their maps."""
+"""Distance-map losses ``boundary`` and ``hausdorff_dt``, and ``WithDistanceMaps`` to precompute maps in the workers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from segkit.losses.functional import _check_mode
 from segkit.losses.functional_distance import (
     boundary_loss,
     distance_field,
+    distance_penalty,
     hausdorff_dt_loss,
     onehot_target,
     signed_distance_map,
@@ -21,7 +22,7 @@ from segkit.losses.functional_distance import (
 
 __all__ = ["BoundaryLoss", "HausdorffDTLoss", "WithDistanceMaps"]
 
-MAP_KEYS = ("dist_map", "hd_dist_map")
+MAP_KEYS = ("dist_map", "hd_dist_map", "penalty_map")
 
 
 @LOSSES.register("boundary")
@@ -31,7 +32,8 @@ class BoundaryLoss(nn.Module):
 
     The maps are constants. ``extra_inputs = ("dist_map",)``: when the batch holds ``"dist_map"`` (add it in the
     data workers with ``WithDistanceMaps(dataset, num_classes)``) the Trainer passes it and nothing is computed
-    in the step; otherwise the maps are computed from the target with one scipy call for the batch.
+    in the step; otherwise the maps of the kept classes are computed from the target (two exact transforms per
+    image and class present, on the CPU: ~2x the cost of the loss itself at 8x19x256x256, see bench/RESULTS.md).
 
     Args:
         include_background: keep class 0 in the mean (False).
@@ -61,7 +63,8 @@ class HausdorffDTLoss(nn.Module):
     ``d_t`` / ``d_p``: distance of each pixel to the other region of the target / of the prediction thresholded
     at ``p > 0.5`` (zero for empty or full masks), constants. ``extra_inputs = ("hd_dist_map",)``: precompute
     ``d_t`` in the workers with ``WithDistanceMaps(dataset, num_classes, keys=("hd_dist_map",))``; ``d_p`` is
-    always computed in the step (one scipy call for the batch).
+    always computed in the step (exact transforms of the thresholded prediction on the CPU, the dominant cost of
+    this loss).
 
     Args:
         alpha: exponent of the distances (2.0).
@@ -106,8 +109,9 @@ class WithDistanceMaps(Dataset):
         dataset: yields dicts with ``"mask"`` ``(H, W)`` int64 (binary datasets: values {0, 1} and
             ``num_classes=1``).
         num_classes: C of the logits (1 for a binary problem).
-        keys: maps to add: ``"dist_map"`` (signed map for ``boundary``) and/or ``"hd_dist_map"`` (target field
-            for ``hausdorff_dt``); each ``(C, H, W)`` float32.
+        keys: maps to add: ``"dist_map"`` (signed map for ``boundary``), ``"hd_dist_map"`` (target field
+            for ``hausdorff_dt``), each ``(C, H, W)`` float32, and/or ``"penalty_map"`` (``(H, W)`` float32
+            ``phi`` of ``dist_penalized_ce``).
         ignore_index: label that belongs to no class (255).
 
     Example:
@@ -145,4 +149,8 @@ class WithDistanceMaps(Dataset):
             sample["dist_map"] = torch.from_numpy(signed_distance_map(masks))
         if "hd_dist_map" in self.keys:
             sample["hd_dist_map"] = torch.from_numpy(distance_field(masks))
+        if "penalty_map" in self.keys:  # binary datasets: regions of classes 0 and 1
+            sample["penalty_map"] = torch.from_numpy(
+                distance_penalty(mask, max(self.num_classes, 2), self.ignore_index)
+            )
         return sample

@@ -9,6 +9,7 @@ import torch
 from scipy import ndimage
 
 from segkit.losses.functional import check_binary_inputs, check_multiclass_inputs, per_pixel_ce, probs_and_onehot
+from segkit.losses.functional_softmax import softmax_stats
 
 __all__ = [
     "boundary_loss",
@@ -17,25 +18,65 @@ __all__ = [
     "edt",
     "hausdorff_dt_loss",
     "onehot_target",
+    "distance_penalty",
     "signed_distance_map",
 ]
 
 
-def _edt_slice_scipy(mask: np.ndarray) -> np.ndarray:
-    return np.asarray(ndimage.distance_transform_edt(mask))
+def _edt_slice_scipy(mask: np.ndarray, out: np.ndarray) -> None:
+    out[...] = ndimage.distance_transform_edt(mask)
 
 
-def _edt_slice() -> Callable[[np.ndarray], np.ndarray]:
-    """OpenCV's exact transform (``DIST_MASK_PRECISE``, float32; 2-3x faster than scipy), else scipy's."""
+def _edt_slice() -> Callable[[np.ndarray, np.ndarray], None]:
+    """OpenCV's exact transform (``DIST_MASK_PRECISE``, float32; 2-3x faster than scipy), else scipy's; either
+    writes the EDT of a ``(H, W)`` uint8 mask into a float32 ``(H, W)`` output."""
     try:
         import cv2
     except ImportError:  # albumentations brings opencv; keep scipy as the fallback
         return _edt_slice_scipy
 
-    def run(mask: np.ndarray) -> np.ndarray:
-        return np.asarray(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+    def run(mask: np.ndarray, out: np.ndarray) -> None:
+        cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE, dst=out)
 
     return run
+
+
+def _thin(masks: np.ndarray) -> np.ndarray:
+    """``(S,)`` True for slices whose 4-neighbourhood erosion is empty: every pixel of the mask touches the other
+    region, so its EDT is exactly the mask itself (1 on it, 0 elsewhere) and no transform is needed. Pixels
+    beyond the image border count as inside, as they are not background for the transform either."""
+    core = masks.copy()
+    core[:, 1:] &= masks[:, :-1]
+    core[:, :-1] &= masks[:, 1:]
+    core[:, :, 1:] &= masks[:, :, :-1]
+    core[:, :, :-1] &= masks[:, :, 1:]
+    return np.asarray(~core.any(axis=(1, 2)))
+
+
+def _edt_into(masks: np.ndarray, out: np.ndarray, slices: np.ndarray) -> None:
+    """Write the EDT of ``masks[i]`` (``(S, H, W)`` bool, C-contiguous) into ``out[i]`` (float32) for each index
+    in ``slices``: one C transform per slice, none for a thin mask (see ``_thin``). Other slices are untouched."""
+    if slices.size == 0:
+        return
+    thin = _thin(masks[slices])
+    out[slices[thin]] = masks[slices[thin]]
+    transform = _edt_slice()
+    as_u8 = masks.view(np.uint8)
+    for i in slices[~thin]:
+        transform(as_u8[i], out[i])
+
+
+def _flat_masks(masks: torch.Tensor | np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    arr = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    arr = np.ascontiguousarray(arr, dtype=bool)
+    return arr.reshape(-1, *arr.shape[-2:]), arr.shape
+
+
+def _edt32(masks: torch.Tensor | np.ndarray) -> np.ndarray:
+    flat, shape = _flat_masks(masks)
+    out = np.zeros(flat.shape, np.float32)
+    _edt_into(flat, out, np.flatnonzero(_interface(flat).reshape(-1)))
+    return out.reshape(shape)
 
 
 def edt(masks: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -44,21 +85,14 @@ def edt(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     Each foreground pixel gets its distance to the nearest background pixel of the same slice (0 on the
     background), as ``scipy.ndimage.distance_transform_edt``. One call of a C transform (OpenCV's exact
     ``DIST_MASK_PRECISE`` when installed, float32 precision; else scipy) per slice that has both foreground and
-    background; empty and full slices (no boundary) are left at 0 without any call. No Python work per pixel.
+    background; empty and full slices (no boundary) are left at 0 without any call, and so is a slice in which
+    every foreground pixel touches the background (its transform is the mask itself). No Python work per pixel.
     (A single scipy 3-D call with a large sampling step between slices is exact too, but measured 6x slower.)
 
     Returns:
         float64 array of the masks' shape.
     """
-    arr = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    arr = arr.astype(bool, copy=False)
-    shape = arr.shape
-    flat = arr.reshape(-1, *shape[-2:])
-    out = np.zeros(flat.shape)
-    transform = _edt_slice()
-    for i in np.flatnonzero(_interface(flat).reshape(-1)):
-        out[i] = transform(flat[i])
-    return out.reshape(shape)
+    return _edt32(masks).astype(np.float64)
 
 
 def _interface(masks: np.ndarray) -> np.ndarray:
@@ -66,7 +100,7 @@ def _interface(masks: np.ndarray) -> np.ndarray:
     return np.asarray(masks.any(axis=(-2, -1), keepdims=True) & ~masks.all(axis=(-2, -1), keepdims=True))
 
 
-def onehot_target(target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def onehot_target(target: torch.Tensor | np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
     """Boolean one-hot ``(..., C, H, W)`` of integer labels ``(..., H, W)``; ignored pixels belong to no class."""
     t = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else np.asarray(target)
     classes = np.arange(num_classes).reshape(-1, 1, 1)
@@ -82,10 +116,10 @@ def signed_distance_map(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     Returns:
         float32 array of the masks' shape.
     """
-    m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    m = m.astype(bool, copy=False)
-    phi = np.where(m, -(edt(m) - 1), edt(~m))
-    return np.where(_interface(m), phi, 0).astype(np.float32)
+    flat, shape = _flat_masks(masks)
+    out = np.zeros(shape, np.float32)
+    _field_into(flat, out, signed=True)
+    return out
 
 
 def distance_field(masks: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -95,10 +129,70 @@ def distance_field(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     Returns:
         float32 array of the masks' shape.
     """
-    m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    m = m.astype(bool, copy=False)
-    field = edt(m) + edt(~m)
-    return np.where(_interface(m), field, 0).astype(np.float32)
+    flat, shape = _flat_masks(masks)
+    out = np.zeros(shape, np.float32)
+    _field_into(flat, out)
+    return out
+
+
+def _field_into(flat: np.ndarray, out: np.ndarray, signed: bool = False) -> None:
+    """Write the ``distance_field`` (or with ``signed`` the ``signed_distance_map``) of ``(S, H, W)`` C-contiguous
+    masks into the zero-initialised ``out`` ``(..., H, W)`` float32 (S slices in C order, each ``(H, W)`` slice
+    of ``out`` C-contiguous, e.g. channels of a larger buffer), without any full-size temporary: ``EDT(~m)``
+    is written straight into ``out``, then the field adds ``EDT(m)`` and the signed map subtracts
+    ``EDT(m) - 1`` (nothing to do for a thin mask, see ``_thin``). Slices without a boundary stay 0."""
+    slices = np.flatnonzero(_interface(flat).reshape(-1))
+    if slices.size == 0:
+        return
+    comp = ~flat
+    thin = _thin(flat[slices])
+    transform = _edt_slice()
+    scratch = np.empty(flat.shape[1:], np.float32)
+    lead = out.shape[:-2]
+    for i, is_thin in zip(slices, thin):
+        dst = out[np.unravel_index(i, lead)]
+        transform(comp[i].view(np.uint8), dst)
+        if is_thin:
+            if not signed:
+                dst += flat[i]
+            continue
+        transform(flat[i].view(np.uint8), scratch)
+        if signed:
+            scratch -= flat[i]
+            dst -= scratch
+        else:
+            dst += scratch
+
+
+def distance_penalty(target: torch.Tensor | np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """The ``phi`` of ``dist_penalized_ce`` for integer labels ``(..., H, W)``, summed over classes.
+
+    For a pixel of class c, ``phi = 1 - d_c / max(d_c)`` with ``d_c`` the EDT of the class-c region of its image
+    (ignored pixels belong to no region); 0 for a region without a border and on ignored pixels. Only the
+    inside transform of each class is needed; the sum over classes is one small matmul.
+
+    Returns:
+        float32 array ``(..., H, W)``.
+    """
+    t = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else np.asarray(target)
+    masks = onehot_target(t, num_classes, ignore_index)  # (..., K, H, W)
+    lead, (h, w) = masks.shape[:-3], masks.shape[-2:]
+    flat, _ = _flat_masks(masks)
+    inter = _interface(flat).reshape(-1)
+    d = np.zeros(flat.shape, np.float32)
+    _edt_into(flat, d, np.flatnonzero(inter))
+    dmax = d.max(axis=(1, 2))
+    inv = np.where(inter & (dmax > 0), 1 / np.maximum(dmax, 1e-12), 0).astype(np.float32)
+    images = int(np.prod(lead))
+    scaled = torch.matmul(
+        torch.from_numpy(inv).reshape(images, 1, num_classes), torch.from_numpy(d).reshape(images, num_classes, -1)
+    )
+    # Each pixel lies in at most one region: phi = [its region has a border] - d / dmax of that region.
+    has_border = inter.reshape(images, num_classes)
+    labels = t.reshape(images, -1)
+    inside = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+    border = np.take_along_axis(has_border, np.where(inside, labels, 0), 1) & inside
+    return (border - scaled.reshape(images, -1).numpy()).astype(np.float32).reshape(*lead, h, w)
 
 
 def _channels(include_background: bool, mode: str, num_channels: int) -> slice:
@@ -133,22 +227,32 @@ def boundary_loss(
 
     Args:
         dist_map: optional precomputed ``(N, C, H, W)`` signed maps (all C classes, e.g. from
-            ``WithDistanceMaps``); when None they are computed here with one scipy call for the batch
-            (a device-to-host copy of the target on GPU).
+            ``WithDistanceMaps``); when None the kept classes' maps are computed here (exact transforms on the
+            CPU; a device-to-host copy of the target on GPU).
         include_background: keep class 0 (default False). Binary mode uses the sigmoid channel alone.
 
     Returns:
         Scalar tensor; 0 with zero gradient when every pixel is ignored.
     """
-    p, _, valid = probs_and_onehot(logits, target, mode, ignore_index)
-    k = p.shape[1]
-    if dist_map is None:
-        dist_map = torch.from_numpy(signed_distance_map(_binary_or_multiclass_masks(target, k, mode, ignore_index)))
-    phi = _as_map(dist_map, p, "dist_map").detach()
+    if mode == "binary":
+        p, _, valid = probs_and_onehot(logits, target, mode, ignore_index)
+        if dist_map is None:
+            dist_map = torch.from_numpy(signed_distance_map(_binary_or_multiclass_masks(target, 1, mode, ignore_index)))
+        phi = _as_map(dist_map, p, "dist_map").detach()
+        return (p * phi).sum() / valid.sum().clamp_min(1)
+    check_multiclass_inputs(logits, target, ignore_index)
+    k = logits.shape[1]
+    valid = target != ignore_index
     sel = _channels(include_background, mode, k)
-    prod = (p[:, sel] * phi[:, sel]).sum()
+    if dist_map is None:  # only the kept channels: the others are multiplied by 0
+        maps = np.zeros(logits.shape, np.float32)
+        _field_into(_flat_masks(onehot_target(target, k, ignore_index)[:, sel])[0], maps[:, sel], signed=True)
+        dist_map = torch.from_numpy(maps)
+    phi = _as_map(dist_map, logits, "dist_map")
+    # sum p * phi over the kept channels; softmax_stats gives it per class with the analytic softmax backward.
+    _, sums = softmax_stats(logits, target.masked_fill(~valid, 0), valid, weight=phi)
     denom = valid.sum() * (k - sel.start)
-    return prod / denom.clamp_min(1)
+    return sums[0, sel].sum() / denom.clamp_min(1)
 
 
 def hausdorff_dt_loss(
@@ -169,23 +273,49 @@ def hausdorff_dt_loss(
     Args:
         hd_dist_map: optional precomputed ``(N, C, H, W)`` target fields ``d_t`` (e.g. from
             ``WithDistanceMaps(..., keys=("hd_dist_map",))``); ``d_p`` depends on the prediction and is always
-            computed here, with one scipy call for the batch.
+            computed here (exact transforms on the CPU, written straight into the weight map).
         alpha: exponent of the distances (2).
         include_background: keep class 0 (default False). Binary mode uses the sigmoid channel alone.
 
     Returns:
         Scalar tensor; 0 with zero gradient when every pixel is ignored.
     """
-    p, t, valid = probs_and_onehot(logits, target, mode, ignore_index)
-    k = p.shape[1]
+    if mode == "binary":
+        p, t, valid = probs_and_onehot(logits, target, mode, ignore_index)
+        if hd_dist_map is None:
+            hd_dist_map = torch.from_numpy(distance_field(_binary_or_multiclass_masks(target, 1, mode, ignore_index)))
+        d_t = _as_map(hd_dist_map, p, "hd_dist_map")
+        d_p = torch.from_numpy(distance_field((p > 0.5).cpu().numpy())).to(device=p.device, dtype=p.dtype)
+        weight = (d_p**alpha + d_t**alpha) * valid
+        return ((p - t) ** 2 * weight.detach()).sum() / valid.sum().clamp_min(1)
+    check_multiclass_inputs(logits, target, ignore_index)
+    n, k, h, w = logits.shape
     sel = _channels(include_background, mode, k)
-    if hd_dist_map is None:
-        hd_dist_map = torch.from_numpy(distance_field(_binary_or_multiclass_masks(target, k, mode, ignore_index)))
-    d_t = _as_map(hd_dist_map, p, "hd_dist_map")[:, sel]
-    d_p = torch.from_numpy(distance_field((p[:, sel] > 0.5).cpu().numpy())).to(device=p.device, dtype=p.dtype)
-    weight = (d_p**alpha + d_t**alpha) * valid
-    prod = ((p[:, sel] - t[:, sel]) ** 2 * weight.detach()).sum()
-    return prod / (valid.sum() * (k - sel.start)).clamp_min(1)
+    valid = target != ignore_index
+    labels = target.masked_fill(~valid, 0)
+    with torch.no_grad():
+        p = torch.softmax(logits, 1).mul_(valid.unsqueeze(1).to(logits.dtype))
+        # weight = d_p^alpha + d_t^alpha on the kept channels, 0 on the others; the prediction's fields are
+        # written straight into the buffer.
+        buffer = np.zeros((n, k, h, w), np.float32)
+        _field_into(_flat_masks(p[:, sel] > 0.5)[0], buffer[:, sel])
+        weight = torch.from_numpy(buffer).to(device=logits.device, dtype=logits.dtype)
+        if hd_dist_map is None:
+            d_t = torch.from_numpy(distance_field(onehot_target(target, k, ignore_index)[:, sel]))
+        else:
+            d_t = _as_map(hd_dist_map, logits, "hd_dist_map")[:, sel]
+        kept = weight[:, sel].pow_(alpha)
+        if alpha == 2:
+            kept.addcmul_(d_t, d_t)
+        else:
+            kept.add_(d_t.to(kept) ** alpha)
+        w_y = weight.gather(1, labels.unsqueeze(1))[:, 0]
+        # sum_c (p_c - t_c)^2 w_c = sum_{c != y} p_c^2 w_c + (1 - p_y)^2 w_y: the label's channel is taken out of
+        # the map so neither part is a difference of large sums (no cancellation when p_y is close to 1).
+        weight.scatter_(1, labels.unsqueeze(1), 0)
+    p_y, sums = softmax_stats(logits, labels, valid, weight=weight, power=2, probs=p)
+    total = sums.sum() + ((1 - p_y) ** 2 * w_y * valid).sum()
+    return total / (valid.sum() * (k - sel.start)).clamp_min(1)
 
 
 def distance_penalized_cross_entropy(
@@ -193,6 +323,7 @@ def distance_penalized_cross_entropy(
     target: torch.Tensor,
     mode: str = "multiclass",
     ignore_index: int = 255,
+    penalty_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Distance-map-penalised CE (Caliva et al. 2019): ``mean_V (1 + phi) CE``.
 
@@ -201,6 +332,11 @@ def distance_penalized_cross_entropy(
     border, 0 at its deepest point. Ignored pixels count as another class for the transform and are left out of
     the mean; a region without a border (empty or filling the image) gets ``phi = 0``. Binary mode: classes 0
     and 1 of the target.
+
+    Args:
+        penalty_map: optional precomputed ``phi`` ``(N, H, W)`` (``distance_penalty`` of the target, e.g. from
+            ``WithDistanceMaps(..., keys=("penalty_map",))``); when None it is computed here (one exact
+            transform per image and class present, on the CPU).
 
     Returns:
         Scalar tensor; 0 with zero gradient when every pixel is ignored.
@@ -212,9 +348,11 @@ def distance_penalized_cross_entropy(
     else:
         check_multiclass_inputs(logits, target, ignore_index)
         tgt, k = target, logits.shape[1]
-    masks = onehot_target(tgt, k, ignore_index)  # (N, K, H, W)
-    d = edt(masks)
-    dmax = d.max(axis=(-2, -1), keepdims=True)
-    phi_c = np.where(_interface(masks) & masks, 1 - d / np.maximum(dmax, 1e-12), 0).sum(1)
-    phi = torch.from_numpy(phi_c).to(device=ce.device, dtype=ce.dtype)
+    if penalty_map is None:
+        penalty_map = torch.from_numpy(distance_penalty(tgt, k, ignore_index))
+    phi = torch.as_tensor(penalty_map).to(device=ce.device, dtype=ce.dtype)
+    if phi.dim() == 4 and phi.shape[1] == 1:
+        phi = phi[:, 0]
+    if phi.shape != ce.shape:
+        raise ValueError(f"penalty_map: expected shape {tuple(ce.shape)} (one map per image), got {tuple(phi.shape)}")
     return ((1 + phi) * ce).sum() / valid.sum().clamp_min(1).to(ce.dtype)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segkit.losses.functional import _check_mode, check_binary_inputs, check_multiclass_inputs, onehot
+from segkit.losses.functional_softmax import softmax_stats
 
 __all__ = ["lovasz_hinge_loss", "lovasz_softmax_loss"]
 
@@ -20,11 +24,11 @@ def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
         fg: ``(R, P)`` float in {0, 1}, the ground truth of each row (0 on ignored entries).
 
     Returns:
-        ``(R,)`` the loss ``<sorted errors, Lovász gradient>`` of each row (0 for a row without foreground or
-        without valid entries, as the gradient is then 0 everywhere).
+        ``(R,)`` the loss ``<sorted errors, Lovász gradient>`` of each row (a row without foreground gets its
+        largest error, as in Algorithm 1; a row without valid entries 0).
     """
     # One differentiable sort per row (values and indices); only the ground truth is gathered.
-    err, order = errors.sort(dim=1, descending=True)
+    err, order = errors.sort(dim=1, descending=True, stable=True)
     err = err.clamp_min(0)
     gt = fg.gather(1, order)
     gts = gt.sum(1, keepdim=True)
@@ -33,6 +37,92 @@ def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
     jaccard = 1 - intersection / union
     grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
     return (err * grad).sum(1)
+
+
+_LITTLE = sys.byteorder == "little"
+_IDX_BITS = 32  # pixel index bits of a packed sort key (rows up to 2**32 pixels)
+
+
+def _sorted_keys_float32(errors: np.ndarray, fg: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Sort each row by decreasing error, ties by increasing index, ignored entries last: exactly the order of a
+    stable descending sort, as ONE value sort of packed ``uint64`` keys (numpy's SIMD sort, ~20x faster than
+    ``torch.sort`` on the CPU and 3x faster than ``np.argsort``).
+
+    Key bits, high to low: ``2**31 - 2 - (float32 bits of the error)`` (``2**31 - 1`` for ignored entries;
+    errors are >= 0, so their bit patterns order like the values), the index, the ground-truth bit. The key
+    alone gives back the index and the ground truth (no gather).
+
+    Returns:
+        ``(R, P)`` uint64 keys sorted ascending.
+    """
+    rows, length = errors.shape
+    key = errors.view(np.uint32).astype(np.uint64)
+    np.subtract(np.uint64(2**31 - 2), key, out=key)
+    np.copyto(key, np.uint64(2**31 - 1), where=~valid)
+    key <<= np.uint64(_IDX_BITS + 1)
+    key |= np.arange(length, dtype=np.uint64) << np.uint64(1)
+    np.bitwise_or(key, fg, out=key, casting="unsafe")
+    key.sort(axis=1)
+    return key
+
+
+def _lovasz_weights(
+    errors: np.ndarray, fg: np.ndarray, valid: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Per-entry Lovász gradient of each row, signed for ``p``, in the entries' own positions.
+
+    With the rows sorted by decreasing error (stable), ``F_k``/``B_k`` the foreground/background counts among
+    the first k and ``G`` the row's foreground count, the Lovász extension of the Jaccard loss has the gradient
+    ``g = 1 / (G + B_k)`` at a foreground entry and ``(G - F_k) / ((G + B_k - 1)(G + B_k))`` at a background one
+    (the differences ``J_k - J_{k-1}`` of Berman et al.'s Algorithm 1 written out; the first entry of a row
+    without foreground gets 1). The loss of a row is ``sum_i errors_i g_i``, and the permutation being locally
+    constant, ``g`` is also its exact derivative with respect to the errors. As ``errors = p`` on background
+    and ``1 - p`` on foreground entries, ``sum_i errors_i g_i = sum_i p_i W_i + sum_fg g`` with ``W = -g`` on
+    foreground and ``g`` on background entries.
+
+    Args:
+        errors: ``(R, P)`` float errors ``|t - p|`` (any value on ignored entries); overwritten (used as scratch).
+        fg: ``(R, P)`` bool ground truth (False on ignored entries).
+        valid: ``(R, P)`` bool (ignored entries sort last: they change no valid entry's gradient).
+
+    Returns:
+        ``W`` ``(R, P)`` tensor (float32 for float32 errors, else float64) (anything finite on ignored entries), ``sum_fg g`` ``(R,)``
+        and the foreground count ``G`` ``(R,)``.
+    """
+    rows, length = errors.shape
+    if errors.dtype == np.float32 and length < 2**_IDX_BITS:
+        keys = _sorted_keys_float32(errors, fg, valid)
+        # Ground truth: bit 0 of the lowest byte of each key; then the keys become the pixel indices in place.
+        gt = np.bitwise_and(keys.view(np.uint8).reshape(rows, length, 8)[:, :, 0 if _LITTLE else 7], 1).view(bool)
+        keys >>= np.uint64(1)
+        keys &= np.uint64(2**_IDX_BITS - 1)
+        order = keys.view(np.int64)
+    else:  # float64 (and other dtypes): the same stable order from an argsort; ignored entries last
+        ranked = np.where(valid, -errors.astype(np.float64), np.inf)
+        order = np.argsort(ranked, axis=1, kind="stable")
+        gt = np.take_along_axis(fg, order, 1)
+    # float32 holds the counts exactly below 2**24 entries per row; float64 beyond (and for float64 input).
+    # Fresh 40 MB arrays cost more in page faults than the arithmetic on them, so the errors' buffer is reused
+    # for the counts, then the union, then the result.
+    ftype = np.float32 if errors.dtype == np.float32 and length < 2**24 else np.float64
+    itype = np.int32 if ftype == np.float32 else np.int64
+    spare = errors if errors.dtype == ftype and errors.flags.c_contiguous else np.empty(errors.shape, ftype)
+    cum_fg = np.cumsum(gt, axis=1, dtype=itype, out=spare.view(itype))
+    total = cum_fg[:, -1:].copy()
+    weight = np.subtract(total, cum_fg, dtype=ftype)  # G - F_k
+    union = np.add(weight, np.arange(1, length + 1, dtype=ftype), out=spare)  # G + B_k = G - F_k + k
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 only at the first entry of a row without fg
+        weight /= union
+        union -= 1
+        weight /= union  # (G - F_k) / ((G + B_k - 1)(G + B_k)) on background entries
+        union += 1
+    np.divide(-1, union, out=union)
+    np.copyto(weight, union, where=gt)  # -1 / (G + B_k) on foreground entries
+    weight[total[:, 0] == 0, 0] = 1
+    fg_sum = -weight.sum(1, where=gt)
+    out = torch.from_numpy(union)  # the union's buffer is free again: scatter into it
+    out.scatter_(1, torch.from_numpy(order), torch.from_numpy(weight))  # faster than np.put_along_axis
+    return out, fg_sum, total[:, 0]
 
 
 def lovasz_softmax_loss(
@@ -50,12 +140,61 @@ def lovasz_softmax_loss(
     ``classes="present"`` averages over the classes present in the valid target of the set, ``"all"`` over every
     class. A set whose pixels are all ignored contributes 0 and is counted in the mean over images.
 
+    On the CPU the permutation comes from numpy (packed-key sort, no gradient flows through it) and the loss is
+    ``sum p W + const`` with the Lovász gradients ``W`` as a constant map, through ``softmax_stats``; on other
+    devices it is the sort-and-gather formulation in torch. Both use the same stable order (ties by index).
+
     Returns:
         Scalar tensor.
     """
     if classes not in ("present", "all"):
         raise ValueError(f"classes: expected 'present' or 'all', got {classes!r}")
     check_multiclass_inputs(logits, target, ignore_index)
+    if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64):  # numpy: no half types
+        return _lovasz_softmax_torch(logits, target, classes, per_image, ignore_index)
+    n, c = logits.shape[:2]
+    valid = target != ignore_index
+    labels = target.masked_fill(~valid, 0)
+    with torch.no_grad():
+        p = torch.softmax(logits, 1).mul_(valid.unsqueeze(1).to(logits.dtype))
+    p_np, lab, val = p.numpy(), target.masked_fill(~valid, -1).numpy(), valid.numpy()
+    classes_np = np.arange(c).reshape(-1, 1, 1)
+    if per_image:  # rows (image, class), entries (h, w)
+        sets, rows_p, fg, val_rows = n, p_np, lab[:, None] == classes_np[None], val[:, None]
+    else:  # rows (class,), entries (image, h, w)
+        sets, rows_p, fg, val_rows = 1, p_np.transpose(1, 0, 2, 3), lab[None] == classes_np[:, None], val[None]
+    errors = np.subtract(fg, rows_p, dtype=rows_p.dtype)
+    np.abs(errors, out=errors)
+    shape = errors.shape
+    length = shape[2] * shape[3] * (1 if per_image else shape[1])
+    weight_np, const, fg_count = _lovasz_weights(
+        errors.reshape(-1, length), fg.reshape(-1, length), np.broadcast_to(val_rows, shape).reshape(-1, length)
+    )
+    weight = weight_np.reshape(shape).to(logits.dtype)
+    if not per_image:
+        weight = weight.transpose(0, 1)
+    _, sums = softmax_stats(logits, labels, valid, weight, per_image=per_image, probs=p)
+    losses = sums + torch.from_numpy(const).to(sums.dtype).reshape(sets, c)
+    present = torch.from_numpy(fg_count > 0).reshape(sets, c).to(p.dtype)
+    return _reduce_lovasz(losses, present, valid, classes, sets)
+
+
+def _reduce_lovasz(
+    losses: torch.Tensor, present: torch.Tensor, valid: torch.Tensor, classes: str, sets: int
+) -> torch.Tensor:
+    """Mean over classes (present ones, or all with an all-ignored set giving 0), then over sets."""
+    if classes == "all":
+        has_valid = valid.reshape(sets, -1).any(1, keepdim=True).to(losses.dtype)
+        per_set = (losses * has_valid).sum(1) / losses.shape[1]
+    else:
+        per_set = (losses * present).sum(1) / present.sum(1).clamp_min(1)
+    return per_set.mean()
+
+
+def _lovasz_softmax_torch(
+    logits: torch.Tensor, target: torch.Tensor, classes: str, per_image: bool, ignore_index: int
+) -> torch.Tensor:
+    """The sort-and-gather formulation in torch (CUDA and other devices; the CPU reference in the tests)."""
     n, c = logits.shape[:2]
     p = torch.softmax(logits, 1)
     valid = target != ignore_index
@@ -69,13 +208,8 @@ def lovasz_softmax_loss(
         sets = 1
         err_rows, fg_rows = errors.transpose(0, 1).reshape(c, -1), fg.transpose(0, 1).reshape(c, -1)
     losses = _lovasz_rows(err_rows, fg_rows).reshape(sets, c)
-    if classes == "all":
-        has_valid = valid.reshape(sets, -1).any(1, keepdim=True).to(p.dtype)
-        per_set = (losses * has_valid).sum(1) / c
-    else:
-        present = (fg_rows.sum(1) > 0).reshape(sets, c).to(p.dtype)
-        per_set = (losses * present).sum(1) / present.sum(1).clamp_min(1)
-    return per_set.mean()
+    present = (fg_rows.sum(1) > 0).reshape(sets, c).to(p.dtype)
+    return _reduce_lovasz(losses, present, valid, classes, sets)
 
 
 def lovasz_hinge_loss(
@@ -84,13 +218,29 @@ def lovasz_hinge_loss(
     """Binary Lovász hinge loss (Berman et al. 2018): ``relu`` of the sorted errors ``1 - x (2t - 1)`` times the
     Lovász gradient; per image then averaged (``per_image=True``, as the paper) or one set for the batch.
 
-    An image whose pixels are all ignored contributes 0 and is counted.
+    An image whose pixels are all ignored contributes 0 and is counted. On the CPU the Lovász gradient comes
+    from numpy's packed-key sort (see ``lovasz_softmax_loss``): entries with a non-positive error come after
+    every positive one in the sorted order and have ``relu = 0``, so only the positive errors are ranked.
 
     Returns:
         Scalar tensor.
     """
     _check_mode("binary")
     tgt = check_binary_inputs(logits, target, ignore_index)
+    if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64):
+        return _lovasz_hinge_torch(logits, tgt, per_image, ignore_index)
+    rows = logits.shape[0] if per_image else 1
+    valid = (tgt != ignore_index).reshape(rows, -1)
+    fg = (tgt == 1).reshape(rows, -1)
+    errors = (1 - logits[:, 0] * (2 * fg.reshape(tgt.shape).to(logits.dtype) - 1)).reshape(rows, -1)
+    err_np = errors.detach().numpy().copy()  # _lovasz_weights overwrites it
+    weight, _, _ = _lovasz_weights(err_np, fg.numpy(), valid.numpy() & (err_np > 0))
+    grad = weight.abs().to(logits.dtype)  # W = -g on foreground entries
+    return (F.relu(errors.masked_fill(~valid, 0)) * grad).sum(1).mean()
+
+
+def _lovasz_hinge_torch(logits: torch.Tensor, tgt: torch.Tensor, per_image: bool, ignore_index: int) -> torch.Tensor:
+    """The sort-and-gather formulation in torch (CUDA and other devices; the CPU reference in the tests)."""
     n = logits.shape[0]
     valid = tgt != ignore_index
     fg = (tgt == 1).to(logits.dtype)
@@ -98,7 +248,7 @@ def lovasz_hinge_loss(
     rows = n if per_image else 1
     # Ignored pixels get error -inf: sorted last, relu sends them (and their gradient) to 0.
     errors = errors.masked_fill(~valid, float("-inf")).reshape(rows, -1)
-    err, order = errors.sort(dim=1, descending=True)
+    err, order = errors.sort(dim=1, descending=True, stable=True)
     gt = fg.reshape(rows, -1).gather(1, order)
     gts = gt.sum(1, keepdim=True)
     jaccard = 1 - (gts - gt.cumsum(1)) / (gts + (1 - gt).cumsum(1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from segkit.losses.functional import check_multiclass_inputs, probs_and_onehot
+from segkit.losses.functional_softmax import softmax_stats
 
 __all__ = ["ABSENT", "dice_loss", "jaccard_loss", "sensitivity_specificity_loss", "tversky_loss"]
 
@@ -15,12 +16,34 @@ def _region_sums(
     logits: torch.Tensor, target: torch.Tensor, mode: str, ignore_index: int, per_image: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``TP, sum p, sum t`` of shape ``(S, K)`` (S = N sets per image, or 1) and ``(S,)`` valid counts."""
+    if mode == "multiclass":
+        return _multiclass_region_sums(logits, target, ignore_index, per_image)
     p, t, valid = probs_and_onehot(logits, target, mode, ignore_index)
     dims = (2, 3) if per_image else (0, 2, 3)
     tp, sp, st = (p * t).sum(dims), p.sum(dims), t.sum(dims)
     count = valid.sum(dims).reshape(-1)
     if not per_image:
         tp, sp, st = tp[None], sp[None], st[None]
+    return tp, sp, st, count
+
+
+def _multiclass_region_sums(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int, per_image: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same sums without a one-hot tensor: ``TP_c`` is the sum of ``p_y`` over pixels of label c
+    (``index_add`` on ``N*H*W`` values) and ``sum t`` a count; ``sum p`` and the gradient through the softmax
+    come from ``softmax_stats`` (one full-size tensor in the backward)."""
+    check_multiclass_inputs(logits, target, ignore_index)
+    n, c = logits.shape[:2]
+    valid = target != ignore_index
+    labels = target.masked_fill(~valid, 0)
+    p_y, sp = softmax_stats(logits, labels, valid, per_image=per_image)
+    sets = n if per_image else 1
+    bins = labels if not per_image else labels + c * torch.arange(n, device=labels.device).view(n, 1, 1)
+    w = valid.to(logits.dtype).flatten()
+    tp = logits.new_zeros(sets * c).index_add(0, bins.flatten(), p_y.flatten()).reshape(sets, c)
+    st = logits.new_zeros(sets * c).index_add(0, bins.flatten(), w).reshape(sets, c)
+    count = valid.reshape(sets, -1).sum(1)
     return tp, sp, st, count
 
 
@@ -155,13 +178,12 @@ def _sensitivity_specificity_multiclass(
     c = logits.shape[1]
     valid = target != ignore_index
     w = valid.to(logits.dtype)
-    p = torch.softmax(logits, 1)
     y = target.masked_fill(~valid, 0)
-    p_y = p.gather(1, y.unsqueeze(1))[:, 0]
+    p_y, sq = softmax_stats(logits, y, valid, power=2)
     labels = y.flatten()
     zeros = logits.new_zeros(c)
     sens_num = zeros.index_add(0, labels, ((1 - p_y) ** 2 * w).flatten())
     pos = zeros.index_add(0, labels, w.flatten())
-    spec_num = (p * p * w.unsqueeze(1)).sum((0, 2, 3)) - zeros.index_add(0, labels, (p_y**2 * w).flatten())
+    spec_num = sq[0] - zeros.index_add(0, labels, (p_y**2).flatten())
     neg = w.sum() - pos
     return (r * sens_num / (pos + smooth) + (1 - r) * spec_num / (neg + smooth)).mean()
