@@ -81,7 +81,8 @@ class SeededAugmentation(Dataset):
     and advanced in whichever process (main or DataLoader worker) loads the sample, so neither
     ``seed_everything`` nor a checkpoint's RNG states fix it. Fed ``(index, seed)`` keys by a
     ``ResumableSampler(seeded=True)``, this wrapper re-seeds the dataset's ``transforms`` (when it has
-    ``set_random_seed``) before loading each sample; plain integer keys pass through untouched.
+    ``set_random_seed``; found also under wrappers that keep the wrapped dataset as ``.dataset``) before
+    loading each sample; plain integer keys pass through untouched.
 
     Args:
         dataset: a map-style dataset, typically with a ``transforms`` attribute.
@@ -89,6 +90,16 @@ class SeededAugmentation(Dataset):
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        # The transforms may sit under wrappers (WithDistanceMaps, torch's Subset): follow ``.dataset``.
+        inner: Any = dataset
+        self.transforms = None
+        for _ in range(8):
+            if hasattr(getattr(inner, "transforms", None), "set_random_seed"):
+                self.transforms = inner.transforms
+                break
+            inner = getattr(inner, "dataset", None)
+            if inner is None:
+                break
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -96,9 +107,8 @@ class SeededAugmentation(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         if isinstance(key, tuple):
             index, seed = key
-            transforms = getattr(self.dataset, "transforms", None)
-            if hasattr(transforms, "set_random_seed"):
-                transforms.set_random_seed(seed)  # type: ignore[union-attr]
+            if self.transforms is not None:
+                self.transforms.set_random_seed(seed)
             return self.dataset[index]
         return self.dataset[key]
 

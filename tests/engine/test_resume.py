@@ -164,3 +164,20 @@ def test_random_augmentation_is_reproducible_and_resumes_exactly(tmp_path, worke
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "c", [Interrupt(7)])
     _assert_same_weights(run(tmp_path / "c", resume="last"), first)
+
+
+def test_seeded_augmentation_reaches_transforms_under_wrappers():
+    from torch.utils.data import Subset
+
+    from segkit.datasets import build_dataset
+    from segkit.datasets.transforms import train_transforms
+    from segkit.engine.state import SeededAugmentation
+    from segkit.losses.distance import WithDistanceMaps
+
+    base = build_dataset("shapes", split="train", num_images=4, image_size=24, transforms=train_transforms(20))
+    for wrapped in (Subset(base, [2, 3]), WithDistanceMaps(Subset(base, [2, 3]), num_classes=4)):
+        seeded = SeededAugmentation(wrapped)
+        assert seeded.transforms is base.transforms
+        a, b, c = seeded[(1, 7)], seeded[(1, 7)], seeded[(1, 8)]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        assert not torch.equal(a["image"], c["image"])
