@@ -34,6 +34,10 @@ class BadSampleError(ValueError):
     """A sample file that cannot be used; the message names the file and the reason."""
 
 
+# OpenCV >= 4.10 decodes straight to RGB (same pixels, no separate BGR->RGB pass); older ones decode BGR.
+_DECODE_RGB: int = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file as ``(H, W, 3)`` uint8 RGB with OpenCV (faster than PIL here).
 
@@ -52,10 +56,10 @@ def read_image(path: str | Path) -> np.ndarray:
         except OSError as exc:
             raise BadSampleError(f"{path}: truncated or corrupt JPEG ({exc})") from None
     # Labels are drawn on the stored pixels: never rotate by EXIF orientation (PIL and pycocotools do not).
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = cv2.imdecode(data, _DECODE_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise BadSampleError(f"{path}: corrupt or unsupported image file (could not decode)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image if _DECODE_RGB != cv2.IMREAD_COLOR else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
