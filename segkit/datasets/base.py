@@ -22,7 +22,9 @@ class SegmentationDataset(Dataset):
     ``ignore_index`` and ``task`` ("semantic" or "instance"), and implement ``__len__`` and
     ``__getitem__`` returning ``to_sample(...)`` dicts:
 
-    - ``image``: float32 tensor ``(3, H, W)``, normalised by the transform;
+    - ``image``: float32 tensor ``(3, H, W)``, normalised by the transform (a channels-last view of the
+      transform's ``(H, W, 3)`` output: the collate makes the one contiguous copy; call ``.contiguous()``
+      before ``.view`` on a single sample);
     - ``mask``: int64 tensor ``(H, W)`` with values in ``[0, num_classes)`` or ``ignore_index``;
     - ``target`` (instance task): dict with ``boxes`` float ``(K, 4)`` xyxy, ``labels`` int64 ``(K,)``,
       ``masks`` uint8 ``(K, H, W)``, ``image_id``, ``area``, ``iscrowd``;
