@@ -326,7 +326,7 @@ def gather_rng_states(trainer: Trainer) -> None:
 
 
 def _rank_rng_states(trainer: Trainer) -> list[dict[str, Any]] | None:
-    gathered = getattr(trainer, "_rng_ranks", None)
+    gathered = trainer._rng_ranks
     if gathered is None or gathered[0] != trainer.global_step:
         return None
     return gathered[1]
