@@ -14,18 +14,81 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from segkit.config import load_config
+    from segkit.config import apply_overrides, config_from_dict, load_config, save_config
     from segkit.engine import Trainer
 
-    cfg = load_config(args.config, args.set)
+    if args.data is not None:
+        cfg = config_from_dict(apply_overrides(_folder_config(args), args.set))
+    else:
+        cfg = load_config(args.config, args.set)
     trainer = Trainer.from_config(cfg)
+    if args.data is not None and trainer.config is not None:
+        trainer.out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(trainer.config, trainer.out_dir / "config.yaml")  # rerun with --config
     print(f"segkit train: {cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs, run folder {trainer.out_dir}")
     metrics = trainer.fit(resume=args.resume)
     best = next((cb.best for cb in trainer.callbacks if hasattr(cb, "best") and cb.best is not None), None)
     if "val/miou" in metrics:
         print(f"final val mIoU {metrics['val/miou']:.4f}" + (f" (best {best:.4f})" if best is not None else ""))
     print(f"checkpoints: {trainer.out_dir / 'last.pt'}, {trainer.out_dir / 'best.pt'}")
+    if args.data is not None and trainer.val_data is not None and (trainer.out_dir / "best.pt").is_file():
+        from segkit.viz.report import write_report
+
+        paths = write_report(trainer.out_dir, device=cfg.train.device)
+        print(f"report: {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The config of ``segkit train --data DIR``: a U-Net on the folder, crops at ``--image-size``, flips.
+
+    Splits: ``DIR/train`` and ``DIR/val`` subfolders, or ``DIR/train.txt`` and ``DIR/val.txt``, else a
+    seeded 90/10 split of every image written as lists into the run folder (so the config reruns as is).
+    """
+    import random
+
+    root = Path(args.data)
+    out = Path(args.out or f"runs/{root.resolve().name or 'folder'}")
+    if all((root / s).is_dir() for s in ("train", "val")) or all(
+        (root / f"{s}.txt").is_file() for s in ("train", "val")
+    ):
+        splits: dict[str, str] = {"train": "train", "val": "val"}
+    else:
+        from segkit.datasets.folder import FolderDataset
+
+        names = [Path(item[0]).name for item in FolderDataset(root, check_files=False, verbose=False).items]
+        if len(names) < 2:
+            raise FileNotFoundError(f"--data {root}: {len(names)} image(s); a training and a validation image at least")
+        random.Random(args.seed).shuffle(names)
+        n_val = max(1, round(0.1 * len(names)))
+        (out / "splits").mkdir(parents=True, exist_ok=True)
+        splits = {}
+        for split, part in (("val", names[:n_val]), ("train", names[n_val:])):
+            listing = (out / "splits" / f"{split}.txt").resolve()
+            listing.write_text("\n".join(sorted(part)) + "\n")
+            splits[split] = str(listing)
+        print(f"segkit train: no train/val split in {root}; wrote a seeded split to {out / 'splits'} "
+              f"({len(names) - n_val} train, {n_val} val)")  # fmt: skip
+    crop = {"crop_size": args.image_size, "scale": [0.5, 2.0], "hflip": 0.5}
+    if args.encoder_weights is None:
+        print("segkit train: random initial weights; --encoder-weights imagenet starts from ImageNet (downloads once)")
+    return {
+        "model": {"name": args.model, "encoder": args.encoder, "encoder_weights": args.encoder_weights},
+        "loss": {"name": "ce+dice"},
+        "data": {
+            "name": "folder",
+            "root": str(root.resolve()),
+            "train": {"split": splits["train"], "transforms": crop},
+            "val": {"split": splits["val"]},
+        },
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "out_dir": str(out),
+        },  # fmt: skip
+    }
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -217,12 +280,40 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from segkit.datasets import build_dataset
-    from segkit.datasets.inspect import class_pixel_counts, format_counts
+    from segkit.datasets.summary import label_stats, summary_text
 
-    data = build_dataset(args.dataset, root=args.root, split=args.split)
-    print(f"segkit inspect: {args.dataset} at {args.root}, split {args.split}")
-    print(format_counts(data, *class_pixel_counts(data)))
+    kwargs: dict[str, Any] = {"root": args.root} if args.split is None else {"root": args.root, "split": args.split}
+    data = build_dataset(args.dataset, **kwargs)
+    split = args.split or "all images"
+    print(f"segkit inspect: {args.dataset} at {args.root}, {split}")
+    channels = None
+    if hasattr(data, "load_raw"):
+        from segkit.datasets.inspect import channel_stats
+
+        channels = channel_stats(data, max_images=args.max_images)
+    print(summary_text(data, label_stats(data, args.max_images), channels, markdown=args.markdown))
+    if not args.no_picture and hasattr(data, "load_raw") and len(data):
+        picture = Path(args.picture or f"runs/inspect/{args.dataset}_{args.split or 'all'}.png")
+        print(f"samples with their masks: {_inspect_picture(data, picture)}")
     return 0
+
+
+def _inspect_picture(data: Any, path: Path, count: int = 8) -> Path:
+    import numpy as np
+
+    from segkit.viz.figures import save_figure
+    from segkit.viz.semantic import plot_samples
+
+    picks = np.unique(np.linspace(0, len(data) - 1, min(count, len(data))).astype(int))
+    samples = []
+    for i in picks:
+        image, mask, _ = data.load_raw(int(i))
+        samples.append((image, mask, Path(data.item_path(int(i))).name))
+    palette = getattr(data, "palette", None)
+    if palette is None:
+        palette = _fallback_palette()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(plot_samples(samples, palette, getattr(data, "class_names", None)), path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segkit", description="Train, evaluate and run segmentation models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train from a YAML config")
-    p.add_argument("--config", required=True, help="YAML config file")
+    p = sub.add_parser("train", help="train from a YAML config, or from a folder of images and masks (--data)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="YAML config file")
+    source.add_argument("--data", metavar="DIR", help="a folder of images and masks (see docs/your_data.md)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=0.01")
     p.add_argument(
         "--resume",
@@ -240,6 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run: 'last' (the run folder's last.pt), 'auto' (last if the run folder "
         "holds a checkpoint, else start; for torchrun --max-restarts) or a checkpoint path",
     )
+    folder = p.add_argument_group("with --data")
+    folder.add_argument("--model", default="unet", help="registered model name (default unet)")
+    folder.add_argument("--encoder", default="resnet34", help="smp/timm encoder (default resnet34)")
+    folder.add_argument("--encoder-weights", default=None, help="null (random init, default) or imagenet")
+    folder.add_argument("--epochs", type=int, default=20)
+    folder.add_argument("--batch-size", type=int, default=8)
+    folder.add_argument("--lr", type=float, default=1e-3)
+    folder.add_argument("--image-size", type=int, default=256, help="side of the random training crops")
+    folder.add_argument("--seed", type=int, default=0)
+    folder.add_argument("--out", default=None, help="run folder (default runs/<folder name>)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="print the metrics table of a checkpoint")
@@ -292,10 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="TensorBoard log folder (default: runs/export/<run name>)")
     p.add_argument("--experiment", default="segkit", help="MLflow experiment name")
     p.set_defaults(func=_cmd_runs)
-    p = sub.add_parser("inspect", help="print per-class pixel counts and image count of a dataset split")
-    p.add_argument("--dataset", required=True, help="registered dataset name, e.g. camvid")
+    p = sub.add_parser("inspect", help="sizes, label encoding, class shares and weights, channel statistics")
+    p.add_argument("--dataset", required=True, help="registered dataset name, e.g. folder or camvid")
     p.add_argument("--root", required=True, help="dataset folder")
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default=None, help="split name (default: every image for folder, else the default)")
+    p.add_argument("--max-images", type=int, default=None, help="read at most this many images (evenly spaced)")
+    p.add_argument("--markdown", action="store_true", help="the class table as Markdown")
+    p.add_argument("--picture", default=None, help="PNG of samples with masks (default runs/inspect/NAME_SPLIT.png)")
+    p.add_argument("--no-picture", action="store_true", help="do not write the PNG")
     p.set_defaults(func=_cmd_inspect)
     return parser
 
@@ -307,12 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     from segkit.config import ConfigError
+    from segkit.datasets.files import BadSampleError
     from segkit.engine.checkpoint import CheckpointError
     from segkit.registry import UnknownNameError
 
     try:
         return int(args.func(args))
-    except (ConfigError, CheckpointError, FileNotFoundError, UnknownNameError) as exc:
+    except (ConfigError, CheckpointError, BadSampleError, FileNotFoundError, UnknownNameError) as exc:
         print(f"segkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,4 @@
-"""Semantic pictures: an overlay with a legend of class names, and image / ground truth / prediction side by side."""
+"""Semantic pictures: overlays with a legend of class names, image / ground truth / prediction, sample grids."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from segkit.viz.figures import new_figure
 from segkit.viz.overlay import colorize, overlay_mask
 
-__all__ = ["plot_comparison", "plot_overlay"]
+__all__ = ["display_rgb", "plot_comparison", "plot_overlay", "plot_samples"]
 
 
 def _legend(ax: Any, masks: Sequence[np.ndarray], palette: np.ndarray, class_names: Sequence[str] | None) -> None:
@@ -95,4 +95,50 @@ def plot_comparison(
         ax.set_title(name)
         ax.set_axis_off()
     _legend(axes[-1], masks, palette, class_names)
+    return fig
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """An image as ``(H, W, 3)`` uint8 for display: uint8 RGB unchanged; greyscale repeated; other dtypes or
+    channel counts show their first three channels, each stretched between its 1st and 99th percentile."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype != np.uint8:
+        x = arr[..., :3].astype(np.float32)
+        lo, hi = np.percentile(x, 1, axis=(0, 1)), np.percentile(x, 99, axis=(0, 1))
+        arr = np.clip((x - lo) / np.maximum(hi - lo, 1e-6) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    arr = arr[..., :3]
+    return np.ascontiguousarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
+
+
+def plot_samples(
+    samples: Sequence[tuple[np.ndarray, np.ndarray, str]],
+    palette: np.ndarray | Sequence[Sequence[int]],
+    class_names: Sequence[str] | None = None,
+    alpha: float = 0.5,
+) -> Any:
+    """A grid of images with their masks overlaid (what ``segkit inspect`` draws), with one legend.
+
+    Args:
+        samples: ``(image, mask, title)`` triples; ``image`` ``(H, W, C)`` any dtype (see ``display_rgb``),
+            ``mask`` ``(H, W)`` class indices (``ignore_index`` and other values outside the palette: white).
+        palette: ``(C, 3)`` uint8 colours.
+        class_names: names per class index.
+        alpha: mask opacity.
+
+    Returns:
+        A matplotlib ``Figure`` with one axes per sample (up to 4 per row).
+    """
+    palette = np.asarray(palette, dtype=np.uint8)
+    cols = min(4, max(1, len(samples)))
+    rows = -(-len(samples) // cols)
+    fig = new_figure((3.2 * cols + 1.5, 3.0 * rows))
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(len(samples))]
+    for ax, (image, mask, title) in zip(axes, samples):
+        ax.imshow(overlay_mask(display_rgb(image), mask, palette, alpha=alpha, skip_background=False))
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    if axes:
+        _legend(axes[-1], [m for _, m, _ in samples], palette, class_names)
     return fig
