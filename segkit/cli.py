@@ -95,7 +95,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segkit.config import config_from_dict, load_config
     from segkit.datasets import build_dataset
     from segkit.engine import Trainer
-    from segkit.engine.checkpoint import load_checkpoint, load_state_dict_checked
+    from segkit.engine.checkpoint import load_checkpoint
+    from segkit.export import model_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
     if args.config:
@@ -112,24 +113,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"segkit evaluate: the config has no {args.split!r} data block", file=sys.stderr)
         return 2
     data = build_dataset(cfg.data.name, **split)
-    model_kwargs = dict(cfg.model.params)
-    model_kwargs.setdefault("num_classes", getattr(data, "num_classes", None))
-    from segkit.models import build_model
-
-    model = build_model(cfg.model.name, **model_kwargs)
-    load_state_dict_checked(model, ckpt["model"], source=str(args.checkpoint))
+    # The one model-from-checkpoint path (also Predictor's and export's): the checkpoint's own model config,
+    # no download, and the weights that chose best.pt (EMA when kept).
+    model = model_from_checkpoint(args.checkpoint, ckpt)
+    task = str(ckpt.get("task") or cfg.train.task)
     trainer = Trainer(
         model,
         val_data=data,
+        task=task,
         batch_size=cfg.train.batch_size,
         device=cfg.train.device,
         workers=cfg.train.workers,
         amp=cfg.train.amp,
         out_dir=cfg.train.out_dir,
     )
-    trainer.validate()
+    result = trainer.validate()
     print(f"segkit evaluate: {args.checkpoint} on {cfg.data.name} ({args.split}, {len(data)} images)")  # type: ignore[arg-type]
-    print(trainer.last_confusion.table())
+    if task == "instance":
+        print(f"{'metric':<16}  {'value':>7}")
+        for key, value in result.items():
+            if isinstance(value, float):
+                print(f"{key:<16}  {value:7.4f}")
+    else:
+        print(trainer.last_confusion.table())
     return 0
 
 
@@ -292,7 +298,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
         channels = channel_stats(data, max_images=args.max_images)
     print(summary_text(data, label_stats(data, args.max_images), channels, markdown=args.markdown))
-    if not args.no_picture and hasattr(data, "load_raw") and len(data):
+    if not args.no_picture and hasattr(data, "load_raw") and len(data):  # type: ignore[arg-type]
         picture = Path(args.picture or f"runs/inspect/{args.dataset}_{args.split or 'all'}.png")
         print(f"samples with their masks: {_inspect_picture(data, picture)}")
     return 0

@@ -107,7 +107,7 @@ def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None
     Raises:
         CheckpointError: unreadable file, no model config inside, or weights that do not fit.
     """
-    from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+    from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, model_weights
     from segkit.models import build_model
 
     ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
@@ -124,7 +124,7 @@ def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None
     if model_cfg.get("num_classes") is None:
         model_cfg["num_classes"] = ckpt.get("num_classes")
     model = build_model(name, **model_cfg)
-    state = ckpt["model"]
+    state = model_weights(ckpt, source=str(path))  # the EMA weights when the run kept them: those chose best.pt
     _match_frozen_norms(model, state)
     load_state_dict_checked(model, state, source=str(path))
     if dropped.get("weights") == "coco" and getattr(model, "class_names", "") is None:

@@ -69,3 +69,16 @@ def test_list_prints_names_with_first_docstring_line(capsys):
 def test_console_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "segkit.cli", "list", "losses"], capture_output=True, text=True)
     assert res.returncode == 0 and "ce" in res.stdout
+
+
+def test_evaluate_reproduces_the_recorded_score_of_an_ema_run(tmp_path, tiny_config, capsys):
+    """best.pt was chosen with the EMA weights: evaluate serves those, so it prints the recorded val/miou."""
+    import torch
+
+    assert main(["train", "--config", str(tiny_config), "--set", "train.ema=0.5", "--set", "train.epochs=2"]) == 0
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["ema"] is not None
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt")]) == 0
+    mean = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mean"))
+    assert float(mean.split()[1]) == pytest.approx(best["metrics"]["val/miou"], abs=5e-5)

@@ -17,6 +17,8 @@ __all__ = [
     "check_writable_dir",
     "load_checkpoint",
     "load_state_dict_checked",
+    "mismatch_report",
+    "model_weights",
     "save_checkpoint",
 ]
 
@@ -125,6 +127,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return obj
 
 
+def mismatch_report(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Describe how ``state_dict`` fails to fit a model whose state dict is ``own``; "" when it fits exactly.
+
+    Returns:
+        Up to 5 shape mismatches, missing keys and unexpected keys each, joined with `` | ``.
+    """
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches, first: " + "; ".join(shapes[:5]))
+    if missing:
+        parts.append(f"{len(missing)} keys missing from the checkpoint, first: {', '.join(missing[:5])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys, first: {', '.join(unexpected[:5])}")
+    return " | ".join(parts)
+
+
 def load_state_dict_checked(
     model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> None:
@@ -133,23 +158,32 @@ def load_state_dict_checked(
     Raises:
         CheckpointError: listing up to 5 missing keys, unexpected keys and shape mismatches.
     """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches, first: " + "; ".join(shapes[:5]))
-        if missing:
-            parts.append(f"{len(missing)} keys missing from the checkpoint, first: {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, first: {', '.join(unexpected[:5])}")
-        raise CheckpointError(
-            f"{source} does not fit this model (another architecture or class count?): " + " | ".join(parts)
-        )
+    problems = mismatch_report(model.state_dict(), state_dict)
+    if problems:
+        raise CheckpointError(f"{source} does not fit this model (another architecture or class count?): {problems}")
     model.load_state_dict(state_dict)
+
+
+def model_weights(checkpoint: Mapping[str, Any], key: str | None = None, source: str = "checkpoint") -> Any:
+    """The weights a checkpoint serves: the one rule every consumer (``weights=``, ``Predictor``, ``segkit
+    evaluate``, ``export``) follows, so the model chosen as best is the model served.
+
+    Args:
+        checkpoint: as returned by ``load_checkpoint``.
+        key: ``"model"`` (the trained weights) or ``"ema"`` (their moving average); None: ``"ema"`` when
+            the checkpoint holds EMA weights (validation and ``best.pt`` were chosen with them), else ``"model"``.
+        source: the file, for messages.
+
+    Returns:
+        The state dict.
+
+    Raises:
+        CheckpointError: ``key`` names weights the checkpoint does not hold.
+    """
+    if key is None:
+        key = "ema" if checkpoint.get("ema") else "model"
+    weights = checkpoint.get(key)
+    if not isinstance(weights, Mapping) or not weights:
+        held = [k for k in ("model", "ema") if checkpoint.get(k)]
+        raise CheckpointError(f"{source} holds no {key!r} weights (it has: {', '.join(held) or 'none'})")
+    return weights

@@ -1,25 +1,23 @@
-"""Helpers shared by the model families: input padding to a stride multiple, weights loading."""
+"""Helpers shared by the model families: input padding to a stride multiple, download errors, cache folders."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+from segkit.engine.checkpoint import CheckpointError
 
 __all__ = [
     "PadToMultiple",
     "WeightsUnavailableError",
     "download_guard",
     "hf_cache_dir",
-    "load_weights",
     "torch_cache_dir",
 ]
 
@@ -115,27 +113,3 @@ def hf_cache_dir() -> str:
         return str(HF_HUB_CACHE)
     except ImportError:  # pragma: no cover - huggingface_hub comes with smp
         return "~/.cache/huggingface/hub"
-
-
-def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> nn.Module:
-    """Load a local checkpoint into ``model`` (``weights_only=True``) and return it.
-
-    Accepts a segkit checkpoint or a plain state dict. For a ``PadToMultiple`` model, a state dict
-    saved from the bare network (keys without the ``model.`` prefix, e.g. straight from smp) also fits.
-
-    Args:
-        model: the freshly built model.
-        weights: path to the file.
-
-    Returns:
-        ``model`` with the weights loaded.
-
-    Raises:
-        CheckpointError: unreadable file, or keys/shapes that do not fit (first mismatches listed).
-    """
-    state = load_checkpoint(Path(weights))["model"]
-    target = model
-    if isinstance(model, PadToMultiple) and state and not any(k.startswith("model.") for k in state):
-        target = model.model
-    load_state_dict_checked(target, state, source=str(weights))
-    return model

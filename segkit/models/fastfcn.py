@@ -12,7 +12,8 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
 from segkit.models import MODELS
-from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir, load_weights
+from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
+from segkit.models.weights import load_weights
 
 __all__ = ["JPU", "FastFCN", "fastfcn"]
 
@@ -170,4 +171,4 @@ def fastfcn(
         (padded to a multiple of 32 internally, output cropped back).
     """
     model = PadToMultiple(FastFCN(num_classes, encoder, encoder_weights, in_channels, jpu_channels, head), 32)
-    return load_weights(model, weights) if weights is not None else model
+    return load_weights(model, weights, num_classes) if weights is not None else model

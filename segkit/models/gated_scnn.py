@@ -8,7 +8,8 @@ from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
 from segkit.models import MODELS
-from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir, load_weights
+from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
+from segkit.models.weights import load_weights
 
 __all__ = ["GatedSCNN", "GatedSpatialConv", "gated_scnn", "image_gradient"]
 
@@ -222,4 +223,4 @@ def gated_scnn(
     widths = (int(shape_channels[0]), int(shape_channels[1]), int(shape_channels[2]))
     net = GatedSCNN(num_classes, encoder, encoder_weights, in_channels, output_stride, aspp_channels, widths)
     model = _PaddedGatedSCNN(net, 32)
-    return load_weights(model, weights) if weights is not None else model
+    return load_weights(model, weights, num_classes) if weights is not None else model

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from segkit.models import MODELS
-from segkit.models._utils import PadToMultiple, download_guard, load_weights, torch_cache_dir
+from segkit.models._utils import PadToMultiple, download_guard, torch_cache_dir
+from segkit.models.weights import load_weights
 
 __all__ = ["SegNet", "segnet"]
 
@@ -127,4 +128,4 @@ def segnet(
             state = enum.get_state_dict(progress=False)
         net.load_vgg16_bn(state)
     model = PadToMultiple(net, 32)
-    return load_weights(model, weights) if weights is not None else model
+    return load_weights(model, weights, num_classes) if weights is not None else model

@@ -9,7 +9,8 @@ import segmentation_models_pytorch as smp
 from torch import nn
 
 from segkit.models import MODELS
-from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir, load_weights
+from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
+from segkit.models.weights import is_weights_file, load_encoder_weights, load_weights
 
 __all__ = ["SMP_ARCHITECTURES", "build_smp", "unet"]
 
@@ -37,6 +38,7 @@ def build_smp(
     in_channels: int = 3,
     aux_params: dict[str, Any] | None = None,
     weights: str | None = None,
+    weights_key: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build one smp architecture wrapped in ``PadToMultiple(32)``.
@@ -45,12 +47,16 @@ def build_smp(
         arch: the smp class (``smp.Unet``, ``smp.FPN``, ...).
         num_classes: output channels (classes, background included).
         encoder: smp/timm encoder name ("resnet18", "resnet34", "efficientnet-b0", "tu-<timm name>", ...).
-        encoder_weights: None (random init) or "imagenet" (downloaded by smp from the Hugging Face Hub
-            when online; offline and not cached: one ``WeightsUnavailableError``).
+        encoder_weights: None (random init), "imagenet" (downloaded by smp from the Hugging Face Hub
+            when online; offline and not cached: one ``WeightsUnavailableError``), or the path of a local
+            encoder file (a torchvision / timm backbone state dict such as ``resnet34-b627a593.pth``, an smp
+            state dict or a segkit checkpoint; see docs/models.md and ``load_encoder_weights``).
         in_channels: input image channels.
         aux_params: smp classification head options, passed through (the model then returns
             ``(mask_logits, class_logits)``).
-        weights: path to a local checkpoint (segkit checkpoint or plain state dict) loaded after building.
+        weights: path to a local checkpoint (segkit checkpoint or plain state dict) loaded after building;
+            with another class count the head is new (see ``load_weights``).
+        weights_key: ``"model"`` or ``"ema"``: which weights of a segkit checkpoint; None: EMA when present.
         **kwargs: architecture-specific smp options (``decoder_channels``, ``encoder_depth``, ...).
 
     Returns:
@@ -59,6 +65,9 @@ def build_smp(
         default) and outputs cropped back.
     """
     name = getattr(arch, "__name__", str(arch))
+    encoder_file = encoder_weights if is_weights_file(encoder_weights) else None
+    if encoder_file is not None:
+        encoder_weights = None  # built with random weights, then loaded from the file
     with download_guard(
         f"encoder_weights={encoder_weights!r} for {name} encoder {encoder!r}",
         "the Hugging Face Hub (smp-hub / timm)",
@@ -72,10 +81,12 @@ def build_smp(
             aux_params=aux_params,
             **kwargs,
         )
+    if encoder_file is not None:
+        load_encoder_weights(model.encoder, encoder_file, encoder)
     # PAN's feature pyramid attention halves the deepest (stride 16 or 32) map three more times.
     multiple = 8 * int(kwargs.get("encoder_output_stride", 16)) if arch is smp.PAN else 32
     wrapped = PadToMultiple(model, multiple=multiple)
-    return load_weights(wrapped, weights) if weights is not None else wrapped
+    return load_weights(wrapped, weights, num_classes, weights_key) if weights is not None else wrapped
 
 
 @MODELS.register("unet")
@@ -88,18 +99,20 @@ def unet(
     decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
     aux_params: dict[str, Any] | None = None,
     weights: str | None = None,
+    weights_key: str | None = None,
 ) -> nn.Module:
     """U-Net (Ronneberger et al. 2015) from segmentation_models_pytorch, on any smp/timm encoder.
 
     Args:
         num_classes: output channels (classes, background included).
         encoder: smp/timm encoder name ("resnet18", "resnet34", "efficientnet-b0", ...).
-        encoder_weights: None (random init) or "imagenet" (downloaded by smp when online).
+        encoder_weights: None (random init), "imagenet" (downloaded by smp when online) or a local file path.
         in_channels: input image channels.
         encoder_depth: encoder stages used (3-5).
         decoder_channels: decoder widths, one per stage.
         aux_params: smp classification head options, passed through.
-        weights: path to a local checkpoint loaded after building.
+        weights: path to a local checkpoint loaded after building (a new head for another class count).
+        weights_key: ``"model"`` or ``"ema"``: which weights of a segkit checkpoint; None: EMA when present.
 
     Returns:
         A module mapping ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H, W)``; any H, W
@@ -113,6 +126,7 @@ def unet(
         in_channels,
         aux_params,
         weights,
+        weights_key,
         encoder_depth=encoder_depth,
         decoder_channels=tuple(decoder_channels),
     )
@@ -126,12 +140,15 @@ def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..
         in_channels: int = 3,
         aux_params: dict[str, Any] | None = None,
         weights: str | None = None,
+        weights_key: str | None = None,
         **kwargs: Any,
     ) -> nn.Module:
         for key, value in kwargs.items():
             if isinstance(value, list):  # YAML gives lists where smp expects tuples
                 kwargs[key] = tuple(value)
-        return build_smp(arch, num_classes, encoder, encoder_weights, in_channels, aux_params, weights, **kwargs)
+        return build_smp(
+            arch, num_classes, encoder, encoder_weights, in_channels, aux_params, weights, weights_key, **kwargs
+        )
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"""{summary}, from segmentation_models_pytorch (``smp.{arch.__name__}``).
@@ -139,10 +156,11 @@ def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..
     Args:
         num_classes: output channels (classes, background included).
         encoder: smp/timm encoder name ("resnet34" default).
-        encoder_weights: None (random init, the default) or "imagenet".
+        encoder_weights: None (random init, the default), "imagenet" or a local encoder file path.
         in_channels: input image channels.
         aux_params: smp classification head options, passed through.
-        weights: path to a local checkpoint loaded after building.
+        weights: path to a local checkpoint loaded after building (a new head for another class count).
+        weights_key: "model" or "ema": which weights of a segkit checkpoint; None: EMA when present.
         **kwargs: further ``smp.{arch.__name__}`` options, passed through unchanged.
 
     Returns:

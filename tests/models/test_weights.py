@@ -47,14 +47,31 @@ def test_local_checkpoint_and_plain_state_dict_load(tmp_path) -> None:
             assert torch.equal(a, b), k
 
 
-def test_checkpoint_of_other_class_count_lists_mismatches(tmp_path) -> None:
+def test_checkpoint_of_other_class_count_gets_a_new_head(tmp_path, capsys) -> None:
     src = smp.FPN(encoder_name="resnet18", encoder_weights=None, classes=5, decoder_segmentation_channels=32)
     torch.save(src.state_dict(), tmp_path / "fpn5.pth")
-    with pytest.raises(CheckpointError, match=r"segmentation_head.*\(5, 32, 1, 1\)"):
+    kw = {"num_classes": 3, "encoder": "resnet18", "decoder_segmentation_channels": 32}
+    torch.manual_seed(7)
+    fresh = build_model("fpn", **kw)
+    torch.manual_seed(7)
+    model = build_model("fpn", weights=str(tmp_path / "fpn5.pth"), **kw)
+    heads = {"segmentation_head.0.weight", "segmentation_head.0.bias"}
+    for key, value in model.model.state_dict().items():
+        # Every tensor but the 3-class head comes from the file; the head keeps its fresh initialisation.
+        expected = fresh.model.state_dict()[key] if key in heads else src.state_dict()[key]
+        assert torch.equal(value, expected), key
+    line = capsys.readouterr().err
+    assert "new head for 3 classes (the file has 5)" in line and "segmentation_head.0.weight" in line
+
+
+def test_checkpoint_of_another_encoder_is_still_an_error(tmp_path) -> None:
+    src = smp.FPN(encoder_name="resnet34", encoder_weights=None, classes=5, decoder_segmentation_channels=32)
+    torch.save(src.state_dict(), tmp_path / "fpn34.pth")
+    with pytest.raises(CheckpointError, match=r"another architecture or encoder.*unexpected keys.*encoder\.layer1\.2"):
         build_model(
             "fpn",
             num_classes=3,
             encoder="resnet18",
             decoder_segmentation_channels=32,
-            weights=str(tmp_path / "fpn5.pth"),
+            weights=str(tmp_path / "fpn34.pth"),
         )
