@@ -82,7 +82,7 @@ def build_smp(
             **kwargs,
         )
     if encoder_file is not None:
-        load_encoder_weights(model.encoder, encoder_file, encoder)
+        load_encoder_weights(model.get_submodule("encoder"), encoder_file, encoder)
     # PAN's feature pyramid attention halves the deepest (stride 16 or 32) map three more times.
     multiple = 8 * int(kwargs.get("encoder_output_stride", 16)) if arch is smp.PAN else 32
     wrapped = PadToMultiple(model, multiple=multiple)
