@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ __all__ = ["build_optimizer", "build_scheduler"]
 
 def build_optimizer(
     name: str | torch.optim.Optimizer,
-    params: Iterable[nn.Parameter],
+    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
     lr: float,
     weight_decay: float,
     fused: bool | None = None,
@@ -22,7 +23,7 @@ def build_optimizer(
 
     Args:
         name: optimizer name or an optimizer object (returned unchanged).
-        params: parameters to optimise.
+        params: parameters to optimise, or parameter groups (``segkit.engine.finetune.parameter_groups``).
         lr: learning rate.
         weight_decay: L2 / decoupled weight decay.
         fused: use the fused kernels of AdamW/Adam/SGD (the Trainer turns them on for CUDA, where they
@@ -48,6 +49,7 @@ def build_scheduler(
     power: float = 0.9,
     step_size: int | None = None,
     gamma: float = 0.1,
+    group_factors: Sequence[Callable[[int], float]] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Return a ``LambdaLR`` stepped once per optimizer step.
 
@@ -61,6 +63,8 @@ def build_scheduler(
         optimizer: the optimizer.
         total_iters: number of optimizer steps of the whole run.
         warmup_iters: linear warm-up length in steps.
+        group_factors: one extra multiplier per parameter group (e.g. ``finetune.unfreeze_factors``: 0
+            while a part is frozen, then its own warm-up); None: 1 for every group.
     """
     total = max(1, int(total_iters))
     step = step_size or max(1, total // 3)
@@ -78,4 +82,12 @@ def build_scheduler(
             return warm * gamma ** (i // step)
         return warm
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if group_factors is None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if len(group_factors) != len(optimizer.param_groups):
+        raise ValueError(f"group_factors: {len(group_factors)} for {len(optimizer.param_groups)} parameter groups")
+
+    def combined(extra: Callable[[int], float]) -> Callable[[int], float]:
+        return lambda i: factor(i) * extra(i)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [combined(extra) for extra in group_factors])
