@@ -1,8 +1,7 @@
-"""Training state for exact resume: RNG states, the resumable sampler, weight EMA, checkpoint lookup."""
+"""Training state for exact resume: RNG states, the resumable sampler, checkpoint lookup (EMA: ``ema.py``)."""
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -10,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+from segkit.engine.ema import ModelEMA
 
 if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
@@ -182,49 +181,6 @@ class ResumableSampler(Sampler[Any]):
     def full_length(self) -> int:
         """Indices of this rank in a whole epoch (ignoring the start offset)."""
         return len(self._indices())
-
-
-class ModelEMA:
-    """Exponential moving average of a model's weights: ``ema = decay * ema + (1 - decay) * w``.
-
-    Floating-point parameters and buffers are averaged; integer buffers (BatchNorm's
-    ``num_batches_tracked``) are copied.
-
-    Args:
-        model: the model being trained (unwrapped, not DDP).
-        decay: weight of the old average per update, e.g. 0.999.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema: expected a decay in (0, 1), got {decay}")
-        self.decay = float(decay)
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Blend the current weights of ``model`` into the average."""
-        ema_state = self.module.state_dict()
-        floats_ema, floats_new = [], []
-        for key, value in model.state_dict().items():
-            target = ema_state[key]
-            if target.dtype.is_floating_point:
-                floats_ema.append(target)
-                floats_new.append(value.detach())
-            else:
-                target.copy_(value)
-        if floats_ema:
-            torch._foreach_lerp_(floats_ema, floats_new, 1.0 - self.decay)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The averaged weights."""
-        return self.module.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore averaged weights."""
-        self.module.load_state_dict(state)
 
 
 def find_resume_checkpoint(resume: str | Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
