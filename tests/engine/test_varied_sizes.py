@@ -83,9 +83,9 @@ def test_padded_training_loss_equals_the_loss_on_the_real_pixels(tmp_path, varie
     loader = trainer._loader(ds, torch.utils.data.SequentialSampler(range(4)))
     batch = next(iter(loader))
     assert batch["padded"] and batch["image"].shape[-2:] == (max(h for h, _ in SIZES[:4]), max(w for _, w in SIZES[:4]))
-    loss = trainer.training_step(batch)["loss"]
+    loss = trainer.training_step(batch)["loss"].detach()
     # Independent: logits of each image computed on the padded batch, CE summed over its own labelled pixels.
-    logits = net(batch["image"])
+    logits = net(batch["image"]).detach()
     total, count = 0.0, 0
     for i, mask in enumerate(masks[:4]):
         h, w = mask.shape
