@@ -361,9 +361,9 @@ class Trainer:
         self.train_sampler.drop_tail = last_batch_drop(self.train_sampler.full_length(), self.batch_size, self.module)
         self.batches_per_epoch = math.ceil(self.train_sampler.full_length() / self.batch_size)
         if self.train_sampler.drop_tail and self.is_main_process:
-            print(f"train: the last batch of each epoch would hold 1 sample, which BatchNorm cannot train on: "
-                  f"dropped (a different sample each epoch); {self.batches_per_epoch} batches of "
-                  f"{self.batch_size} per epoch", flush=True)  # fmt: skip
+            print(f"train: the last batch of each epoch would hold 1 sample, too few for BatchNorm in training: "
+                  f"dropped (as torchvision's references do; a different sample each epoch); "
+                  f"{self.batches_per_epoch} batches of {self.batch_size} per epoch", flush=True)  # fmt: skip
         self.optimizer, self.scheduler = self.configure_optimizers()
         use_scaler = self.amp == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None

@@ -57,3 +57,31 @@ def write_varied_voc(root: Path, train_sizes=SIZES, val_sizes=SIZES[:4], seed=0)
     for split, names in ids.items():
         (seg / f"{split}.txt").write_text("\n".join(names) + "\n")
     return voc
+
+
+def write_varied_coco(root: Path, sizes=SIZES[:3], seed=0) -> None:
+    """COCO 2017 layout (train2017/, val2017/, annotations/instances_*.json) with photos of different sizes,
+    two polygon instances per image (a person and a dog)."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    cats = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 18, "name": "dog", "supercategory": "animal"},
+    ]
+    for split in ("train", "val"):
+        images, anns = [], []
+        for k, (h, w) in enumerate(sizes, start=1):
+            name = f"{k:012d}.jpg"
+            save(Path(root) / f"{split}2017" / name, photo(rng, h, w), quality=90)
+            images.append({"id": k, "file_name": name, "height": h, "width": w})
+            for j, (cat, (x0, y0, x1, y1)) in enumerate(
+                [(1, (2, 2, w // 2, h // 2)), (18, (w // 2, h // 3, w - 3, h - 3))]
+            ):
+                poly = [x0, y0, x1, y0, x1, y1, x0, y1]
+                area = (x1 - x0) * (y1 - y0)
+                anns.append({"id": 10 * k + j, "image_id": k, "category_id": cat, "segmentation": [poly],
+                             "bbox": [x0, y0, x1 - x0, y1 - y0], "area": area, "iscrowd": 0})  # fmt: skip
+        (Path(root) / "annotations").mkdir(parents=True, exist_ok=True)
+        data = {"images": images, "annotations": anns, "categories": cats}
+        (Path(root) / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))

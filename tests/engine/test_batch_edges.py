@@ -58,7 +58,7 @@ def test_deeplab_with_a_last_batch_of_one_finishes_and_the_schedule_counts_it(tm
     assert trainer.batches_per_epoch == 1 and trainer.global_step == 2  # 5 images at batch 4: the 5th dropped
     assert trainer.optimizer.param_groups[0]["lr"] == 0.0  # poly reached its end: the length was 2 steps
     assert len(list(trainer.train_sampler)) == 4
-    assert capsys.readouterr().out.count("which BatchNorm cannot train on: dropped") == 1
+    assert capsys.readouterr().out.count("too few for BatchNorm in training: dropped") == 1
 
 
 def test_last_batch_drop_rule():
@@ -156,8 +156,14 @@ def test_from_config_builds_the_loss_with_the_dataset_ignore_index(tmp_path):
         {
             "model": {"name": "unet", "encoder": "resnet18", "encoder_weights": None},
             "loss": {"name": "ce+dice"},
-            "data": {"name": "folder", "root": str(tmp_path / "data"), "num_classes": 3, "ignore_index": 254,
-                     "train": {}, "val": {}},  # fmt: skip
+            "data": {
+                "name": "folder",
+                "root": str(tmp_path / "data"),
+                "num_classes": 3,
+                "ignore_index": 254,
+                "train": {},
+                "val": {},
+            },  # fmt: skip
             "train": {"epochs": 1, "batch_size": 2, "out_dir": str(tmp_path / "run")},
         }
     )
