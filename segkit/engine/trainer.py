@@ -50,14 +50,17 @@ class Trainer:
         [on_fit_start]                               # after fit(resume=...) restored the state
         for epoch in range(epoch, epochs):
             [on_epoch_start]                          # also for an epoch resumed in the middle
-            for batch in train_loader:                # resumed: only the batches not yet consumed
+            for batch in train_loader:                # resumed: only the batches not yet consumed; images of
+                                                      # different sizes padded (image 0, mask ignore_index); a
+                                                      # last batch of 1 dropped when the model has BatchNorm
                 batch = move_to_device(batch)
                 out = training_step(batch)            # forward + compute_loss; out["loss"]
                 non-finite loss on any rank: skip (all ranks), count, stop after max_nonfinite
                 backward(out["loss"] / accumulate); every `accumulate` batches: clip, step, EMA, lr step,
                     log every `log_every` steps, save last.pt every `checkpoint_every` steps
                 [on_train_batch_end(out)]
-            val = validate()                          # EMA weights if ema; confusion matrix or COCO AP
+            val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
+                                                      # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
             [on_epoch_end({"train/...", "val/..."})] # ModelCheckpoint writes last.pt / best.pt here
             trackers.log_metrics; overlay image and conv-weight histograms to trackers that take them
@@ -79,7 +82,9 @@ class Trainer:
             mapping ``{"name": ..., **kwargs}``.
         loss: a module, a name (``"ce"``, ``"ce+dice"``), a ``{name: weight}`` mapping, or None for the
             model's ``default_loss`` or ``ce`` (unused for instance models, which return their losses).
-        train_data: a ``Dataset`` or a registered dataset name (split "train").
+            A name is built with the dataset's ``ignore_index``; a module using another one is refused.
+        train_data: a ``Dataset`` or a registered dataset name (split "train"); metadata (``num_classes``,
+            ``class_names``, ``palette``, ``ignore_index``) is read through ``Subset`` / ``ConcatDataset``.
         val_data: a ``Dataset``, a name (split "val") or None.
         task: "semantic" or "instance" (model called as ``model(images, targets)`` in training and
             ``model(images)`` in evaluation, torchvision detection style; COCO AP validation).
