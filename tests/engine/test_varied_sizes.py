@@ -39,7 +39,7 @@ def _reference_confusion(model, ds, masks):
     return cm.mat
 
 
-def test_training_at_batch_4_on_different_sizes_runs(trained, capsys):
+def test_training_at_batch_4_on_different_sizes_runs(trained):
     _, metrics = trained
     assert np.isfinite(metrics["train/loss"])
     assert 0.0 <= metrics["val/miou"] <= 1.0
