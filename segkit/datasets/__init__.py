@@ -12,19 +12,30 @@ DATASETS: Registry[Dataset] = Registry("datasets")
 
 # Each family module registers its datasets on import; import every one explicitly.
 from segkit.datasets import camvid, cityscapes, coco, folder, shapes, voc  # noqa: E402,F401
-from segkit.datasets.base import SegmentationDataset, collate_instances, collate_semantic  # noqa: E402
+from segkit.datasets.base import (  # noqa: E402
+    SegmentationDataset,
+    collate_instances,
+    collate_semantic,
+    padded_groups,
+    predict_unpadded,
+)
 from segkit.datasets.coco import CocoFormatError  # noqa: E402
 from segkit.datasets.files import BadSampleError, BadSampleLog  # noqa: E402
+from segkit.datasets.wrappers import DatasetInfo, dataset_info  # noqa: E402
 
 __all__ = [
     "BadSampleError",
     "BadSampleLog",
     "CocoFormatError",
     "DATASETS",
+    "DatasetInfo",
     "SegmentationDataset",
     "build_dataset",
     "collate_instances",
     "collate_semantic",
+    "dataset_info",
+    "padded_groups",
+    "predict_unpadded",
 ]
 
 

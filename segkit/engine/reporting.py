@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD, default_palette
+from segkit.datasets.wrappers import dataset_info
 from segkit.engine.state import to_device, truncate_jsonl
 from segkit.metrics import CocoEvaluator, ConfusionMatrix
 from segkit.tracking import build_tracker
@@ -140,14 +141,18 @@ def build_evaluator(trainer: Trainer, data: Any) -> Any:
 
     Both reduce over processes in ``compute`` / ``all_reduce``: every rank gets the same numbers.
     """
-    num_classes = trainer.num_classes or int(data.num_classes)
+    info = dataset_info(data)  # through Subset / ConcatDataset wrappers
+    num_classes = trainer.num_classes or info.num_classes
+    if num_classes is None:
+        raise ValueError("validate: the dataset has no num_classes (nor has the trainer); set it on the dataset")
     if trainer.task == "instance":
         return CocoEvaluator(num_classes, trainer.class_names)
-    return _ReducedConfusion(num_classes, trainer.ignore_index, device=trainer.device, class_names=trainer.class_names)
+    return _ReducedConfusion(num_classes, info.ignore_index, device=trainer.device, class_names=trainer.class_names)
 
 
 def update_evaluator(evaluator: Any, batch: dict[str, Any], prediction: Any) -> None:
-    """Add one validation batch: detector outputs against ``batch["target"]``, or class maps against ``mask``."""
+    """Add one validation batch: detector outputs against ``batch["target"]``, or class maps against ``mask``
+    (padding of a batch of different sizes carries the mask's ignore_index, so it is not counted)."""
     if isinstance(evaluator, CocoEvaluator):
         evaluator.update([to_device(t, "cpu") for t in batch["target"]], [to_device(p, "cpu") for p in prediction])
     else:

@@ -131,6 +131,8 @@ class ResumableSampler(Sampler[Any]):
             sample is counted twice.
         seeded: yield ``(index, sample_seed(seed, epoch, index))`` pairs for ``SeededAugmentation``
             instead of plain indices.
+        drop_tail: indices dropped from the end of this rank's epoch order (after the split, so each
+            rank drops as many); the Trainer drops a last batch of one sample for BatchNorm.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class ResumableSampler(Sampler[Any]):
         world_size: int = 1,
         pad: bool = True,
         seeded: bool = False,
+        drop_tail: int = 0,
     ) -> None:
         self.length = int(length)
         self.shuffle = shuffle
@@ -150,6 +153,7 @@ class ResumableSampler(Sampler[Any]):
         self.world_size = int(world_size)
         self.pad = pad
         self.seeded = seeded
+        self.drop_tail = int(drop_tail)
         self.epoch = 0
         self.start = 0
 
@@ -167,7 +171,8 @@ class ResumableSampler(Sampler[Any]):
         if self.pad and self.world_size > 1 and self.length % self.world_size:
             extra = self.world_size - self.length % self.world_size
             order += (order * (extra // max(1, len(order)) + 1))[:extra]
-        return order[self.rank :: self.world_size]
+        order = order[self.rank :: self.world_size]
+        return order[: max(0, len(order) - self.drop_tail)]
 
     def __iter__(self) -> Iterator[Any]:
         indices = self._indices()[self.start :]

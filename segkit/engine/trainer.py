@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -15,9 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from segkit.datasets import build_dataset, collate_instances, collate_semantic
+from segkit.datasets import build_dataset, collate_instances, collate_semantic, dataset_info, predict_unpadded
 from segkit.datasets.files import BadSampleLog
 from segkit.engine import distributed as ddp
+from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpoint import check_writable_dir, save_checkpoint
 from segkit.engine.optim import build_optimizer, build_scheduler
@@ -35,7 +37,6 @@ from segkit.engine.state import (
     to_device,
     training_state,
 )
-from segkit.losses import build_loss
 from segkit.models import build_model
 
 __all__ = ["Trainer", "seed_everything"]
@@ -49,14 +50,17 @@ class Trainer:
         [on_fit_start]                               # after fit(resume=...) restored the state
         for epoch in range(epoch, epochs):
             [on_epoch_start]                          # also for an epoch resumed in the middle
-            for batch in train_loader:                # resumed: only the batches not yet consumed
+            for batch in train_loader:                # resumed: only the batches not yet consumed; images of
+                                                      # different sizes padded (image 0, mask ignore_index); a
+                                                      # last batch of 1 dropped when the model has BatchNorm
                 batch = move_to_device(batch)
                 out = training_step(batch)            # forward + compute_loss; out["loss"]
                 non-finite loss on any rank: skip (all ranks), count, stop after max_nonfinite
                 backward(out["loss"] / accumulate); every `accumulate` batches: clip, step, EMA, lr step,
                     log every `log_every` steps, save last.pt every `checkpoint_every` steps
                 [on_train_batch_end(out)]
-            val = validate()                          # EMA weights if ema; confusion matrix or COCO AP
+            val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
+                                                      # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
             [on_epoch_end({"train/...", "val/..."})] # ModelCheckpoint writes last.pt / best.pt here
             trackers.log_metrics; overlay image and conv-weight histograms to trackers that take them
@@ -78,7 +82,9 @@ class Trainer:
             mapping ``{"name": ..., **kwargs}``.
         loss: a module, a name (``"ce"``, ``"ce+dice"``), a ``{name: weight}`` mapping, or None for the
             model's ``default_loss`` or ``ce`` (unused for instance models, which return their losses).
-        train_data: a ``Dataset`` or a registered dataset name (split "train").
+            A name is built with the dataset's ``ignore_index``; a module using another one is refused.
+        train_data: a ``Dataset`` or a registered dataset name (split "train"); metadata (``num_classes``,
+            ``class_names``, ``palette``, ``ignore_index``) is read through ``Subset`` / ``ConcatDataset``.
         val_data: a ``Dataset``, a name (split "val") or None.
         task: "semantic" or "instance" (model called as ``model(images, targets)`` in training and
             ``model(images)`` in evaluation, torchvision detection style; COCO AP validation).
@@ -176,11 +182,11 @@ class Trainer:
 
         self.train_data = as_dataset(train_data, "train")
         self.val_data = as_dataset(val_data, "val")
-        meta = self.train_data if self.train_data is not None else self.val_data
-        self.num_classes: int | None = getattr(meta, "num_classes", None)
-        self.ignore_index: int = getattr(meta, "ignore_index", 255)
-        self.class_names: list[str] | None = list(getattr(meta, "class_names", []) or []) or None
-        self.palette = getattr(meta, "palette", None)
+        meta = data_info(self.train_data, self.val_data)  # read through Subset / ConcatDataset wrappers
+        self.num_classes: int | None = meta.num_classes
+        self.ignore_index: int = meta.ignore_index
+        self.class_names: list[str] | None = list(meta.class_names or []) or None
+        self.palette = meta.palette
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
         module = self._build_model(model).to(self.device)
@@ -192,9 +198,8 @@ class Trainer:
         chosen: Any = (
             loss if loss is not None else (None if task == "instance" else getattr(module, "default_loss", "ce"))
         )
-        self.loss_fn = build_loss(chosen) if chosen is not None else None
-        if isinstance(self.loss_fn, nn.Module):
-            self.loss_fn = self.loss_fn.to(self.device)
+        # A name gets the dataset's ignore_index; a module must already use it.
+        self.loss_fn = None if chosen is None else build_loss_for_dataset(chosen, self.ignore_index).to(self.device)
 
         self.callbacks: list[Callback] = [
             ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last if keep_last > 1 else 0)
@@ -217,6 +222,7 @@ class Trainer:
         self._skip_on_device = False
         self._epoch_loss = torch.zeros(2, device=self.device)  # (sum, count) of the epoch's finite losses
         self._resumed_step: int | None = None
+        self._padding_noted = False
         self.optimizer: torch.optim.Optimizer
         self.scheduler: Any = None
         self.scaler: torch.amp.GradScaler | None = None
@@ -240,9 +246,10 @@ class Trainer:
         val_params = cfg.data.split_params("val")
         val_ds = build_dataset(cfg.data.name, **val_params) if val_params is not None else None
         model_kwargs = dict(cfg.model.params)
-        model_kwargs.setdefault("num_classes", getattr(train_ds, "num_classes", None))
+        info = dataset_info(train_ds)
+        model_kwargs.setdefault("num_classes", info.num_classes)
         model = build_model(cfg.model.name, **model_kwargs)
-        loss = None if cfg.loss is None else build_loss(cfg.loss.name, **cfg.loss.params)
+        loss = None if cfg.loss is None else build_loss_for_dataset(cfg.loss.name, info.ignore_index, cfg.loss.params)
         kwargs = {**dataclasses.asdict(cfg.train), **overrides}
         resolved = config_to_dict(cfg)
         resolved["model"]["num_classes"] = model_kwargs["num_classes"]
@@ -322,6 +329,9 @@ class Trainer:
             Semantic: class map ``(N, H, W)`` int64. Instance: the detector's list of dicts.
         """
         model = model if model is not None else self.eval_model
+        if self.task != "instance" and batch.get("padded"):
+            # Each image at its own size, so its prediction does not depend on the padding (exact metrics).
+            return predict_unpadded(lambda images: self.validation_step({"image": images}, model), batch)
         with self._autocast():
             outputs = model(batch["image"])
         if self.task == "instance":
@@ -352,7 +362,13 @@ class Trainer:
         self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size, seeded=True)
         # Augmentation drawn from (seed, epoch, sample): reproducible, and exact after a resume.
         self.train_loader = self._loader(SeededAugmentation(self.train_data), self.train_sampler)
+        # A last batch of one sample breaks BatchNorm: drop it (every rank decides alike, counts are padded).
+        self.train_sampler.drop_tail = last_batch_drop(self.train_sampler.full_length(), self.batch_size, self.module)
         self.batches_per_epoch = math.ceil(self.train_sampler.full_length() / self.batch_size)
+        if self.train_sampler.drop_tail and self.is_main_process:
+            print(f"train: the last batch of each epoch would hold 1 sample, too few for BatchNorm in training: "
+                  f"dropped (as torchvision's references do; a different sample each epoch); "
+                  f"{self.batches_per_epoch} batches of {self.batch_size} per epoch", flush=True)  # fmt: skip
         self.optimizer, self.scheduler = self.configure_optimizers()
         use_scaler = self.amp == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
@@ -408,6 +424,7 @@ class Trainer:
         for i, batch in enumerate(bar, start=self.batches_done):
             if "bad_samples" in batch:  # files skipped with on_bad_sample="skip" (already reported by the loader)
                 skipped.update(batch["bad_samples"], echo=False)
+            self._note_padding(batch)
             batch = self.move_to_device(batch)
             boundary = (i + 1) % self.accumulate == 0 or (i + 1) == self.batches_per_epoch
             # Gradients are all-reduced once per optimizer step, not per accumulated batch.
@@ -555,6 +572,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         for batch in self._loader(data, sampler):
+            self._note_padding(batch)
             batch = self.move_to_device(batch)
             update_evaluator(evaluator, batch, self.validation_step(batch, model))
         model.train(was_training)
@@ -637,10 +655,19 @@ class Trainer:
 
     def _loader(self, data: Dataset, sampler: ResumableSampler) -> DataLoader:
         # A private generator per loader: creating a loader iterator must not draw from the global RNG.
-        collate = collate_instances if self.task == "instance" else collate_semantic
+        collate = functools.partial(  # padded masks get the data's ignore_index
+            collate_instances if self.task == "instance" else collate_semantic,
+            ignore_index=dataset_info(data).ignore_index,
+        )
         return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.workers, collate_fn=collate,
                           pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(self.seed),
                           persistent_workers=self.workers > 0)  # fmt: skip
+
+    def _note_padding(self, batch: Mapping[str, Any]) -> None:
+        if batch.get("padded") and not self._padding_noted:
+            self._padding_noted = True
+            if self.is_main_process:
+                print(padding_notice(batch, self.ignore_index), flush=True)
 
     def _call(self, hook: str, *payload: Any) -> None:
         for cb in self.callbacks:

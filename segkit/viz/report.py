@@ -212,7 +212,7 @@ def evaluate_run(
         ``{"confusion": ConfusionMatrix, "worst": [(miou, image, target, pred, name), ...], "predictor": Predictor}``.
     """
     from segkit.config import ConfigError, config_from_dict
-    from segkit.datasets import build_dataset, collate_semantic
+    from segkit.datasets import build_dataset, collate_semantic, dataset_info, predict_unpadded
     from segkit.inference import Predictor
     from segkit.metrics import ConfusionMatrix
 
@@ -226,14 +226,21 @@ def evaluate_run(
     if params is None:
         raise ConfigError(f"{run_dir}: the config has no val data block")
     data = build_dataset(cfg.data.name, **params)
-    num_classes = int(data.num_classes)  # type: ignore[attr-defined]
-    ignore_index = int(getattr(data, "ignore_index", 255))
-    cm = ConfusionMatrix(num_classes, ignore_index, class_names=getattr(data, "class_names", None))
+    info = dataset_info(data)
+    if info.num_classes is None:
+        raise ConfigError(f"{run_dir}: the validation dataset ({cfg.data.name}) has no num_classes")
+    num_classes, ignore_index = info.num_classes, info.ignore_index
+    cm = ConfusionMatrix(num_classes, ignore_index, class_names=info.class_names)
     count = len(data) if max_images is None else min(len(data), max_images)  # type: ignore[arg-type]
     heap: list[tuple[float, int, Any]] = []  # max-heap on mIoU (negated) holding the worst images
     for start in range(0, count, predictor.batch_size):
-        batch = collate_semantic([data[i] for i in range(start, min(count, start + predictor.batch_size))])
-        pred = predictor.predict(batch["image"].to(predictor.device)).cpu()
+        samples = [data[i] for i in range(start, min(count, start + predictor.batch_size))]
+        batch = collate_semantic(samples, ignore_index=ignore_index)
+        batch["image"] = batch["image"].to(predictor.device)
+        # Images of different sizes: each predicted at its own size (padding never changes a prediction).
+        pred = (
+            predict_unpadded(predictor.predict, batch) if batch["padded"] else predictor.predict(batch["image"])
+        ).cpu()
         cm.update(pred, batch["mask"])
         scores = per_image_miou(pred, batch["mask"], num_classes, ignore_index)
         for k, s in enumerate(scores.tolist()):
@@ -246,8 +253,9 @@ def evaluate_run(
                 heapq.heapreplace(heap, entry)
     worst = []
     for neg, _, (batch, k, pred) in sorted(heap, key=lambda e: -e[0]):
-        image = _denormalize(batch["image"][k], predictor.mean, predictor.std)
-        worst.append((-neg, image, batch["mask"][k].numpy(), pred[k].numpy(), str(batch["path"][k])))
+        h, w = batch["image_sizes"][k].tolist()  # without the padding
+        image = _denormalize(batch["image"][k, :, :h, :w], predictor.mean, predictor.std)
+        worst.append((-neg, image, batch["mask"][k, :h, :w].numpy(), pred[k, :h, :w].numpy(), str(batch["path"][k])))
     return {"confusion": cm, "worst": worst, "predictor": predictor}
 
 

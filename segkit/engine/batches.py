@@ -1,0 +1,136 @@
+"""What the Trainer decides about its data: metadata, the padding notice, the last batch, the loss's ignore_index."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from segkit.datasets.wrappers import DatasetInfo, dataset_info
+from segkit.losses import LOSSES, CombinedLoss, build_loss
+
+__all__ = [
+    "build_loss_for_dataset",
+    "check_loss_ignore_index",
+    "data_info",
+    "last_batch_drop",
+    "padding_notice",
+]
+
+
+def padding_notice(batch: Mapping[str, Any], ignore_index: int) -> str:
+    """The one line the Trainer prints the first time a batch was padded (see ``collate_semantic``)."""
+    height, width = batch["image"].shape[-2:]
+    return (
+        f"images of different sizes in a batch: padded to {height}x{width} (image 0, mask ignore_index "
+        f"{ignore_index}, not counted by the loss or the metrics; validation predicts each image at its own "
+        "size); set image_size= or crop transforms to train at one size"
+    )
+
+
+def last_batch_drop(samples: int, batch_size: int, model: nn.Module) -> int:
+    """How many samples to drop from the end of each epoch: 1 when the last batch would hold a single
+    sample and the model has BatchNorm layers (a batch of one fails in training, "Expected more than 1
+    value per channel", wherever BatchNorm sees one value per channel, e.g. DeepLab's image pooling),
+    else 0. torchvision's references drop every incomplete batch; only the failing case is dropped here.
+
+    Args:
+        samples: indices per rank per epoch (equal on every rank: ``ResumableSampler`` pads), so every
+            rank decides the same.
+        batch_size: samples per batch.
+        model: the model (unwrapped).
+    """
+    if batch_size <= 1 or samples <= 1 or samples % batch_size != 1:
+        return 0
+    return int(any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()))
+
+
+def data_info(train: Any, val: Any) -> DatasetInfo:
+    """The metadata the Trainer trains with: the train dataset's (else the validation one's), read
+    through ``Subset`` / ``ConcatDataset`` wrappers (``dataset_info``).
+
+    Raises:
+        ValueError: train and validation data disagree on ``ignore_index``.
+    """
+    info = dataset_info(train if train is not None else val)
+    if train is not None and val is not None:
+        val_ignore = dataset_info(val).ignore_index
+        if val_ignore != info.ignore_index:
+            raise ValueError(
+                f"val_data: ignore_index={val_ignore} but train_data's is {info.ignore_index}; give both "
+                "datasets the same ignore_index"
+            )
+    return info
+
+
+def build_loss_for_dataset(
+    name: str | Mapping[str, float] | nn.Module, ignore_index: int, params: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """``build_loss(name, **params)`` with the dataset's ``ignore_index`` given to every term that takes
+    one and was not given one explicitly; then ``check_loss_ignore_index``.
+
+    Args:
+        name: a loss name, names joined by ``+``, a ``{name: weight}`` mapping (see ``build_loss``), or a
+            module (only checked).
+        ignore_index: the dataset's ``ignore_index``.
+        params: the loss's keyword arguments (per-term mappings for a combination).
+
+    Returns:
+        The loss module.
+
+    Raises:
+        ValueError: the loss (or one of its terms) uses another ``ignore_index`` than the dataset.
+    """
+    kwargs = dict(params or {})
+    if isinstance(name, nn.Module):
+        loss = build_loss(name, **kwargs)
+    elif isinstance(name, str) and "+" not in name:
+        if "ignore_index" not in kwargs and _takes_ignore_index(name.strip()):
+            kwargs["ignore_index"] = ignore_index
+        loss = build_loss(name, **kwargs)
+    else:
+        loss = build_loss(name, **_per_term(name, kwargs, ignore_index))
+    check_loss_ignore_index(loss, ignore_index)
+    return loss
+
+
+def _per_term(name: str | Mapping[str, float], kwargs: dict[str, Any], ignore_index: int) -> dict[str, Any]:
+    terms = [p.strip() for p in name.split("+") if p.strip()] if isinstance(name, str) else [str(k) for k in name]
+    for term in terms:
+        own = dict(kwargs.get(term) or {})
+        if "ignore_index" not in own and _takes_ignore_index(term):
+            own["ignore_index"] = ignore_index
+        if own:
+            kwargs[term] = own
+    return kwargs
+
+
+def check_loss_ignore_index(loss: Any, ignore_index: int) -> None:
+    """Raise when a loss (or a term of a ``CombinedLoss``) ignores another label than the dataset.
+
+    Raises:
+        ValueError: names the loss term, both values and the remedy.
+    """
+    terms = list(loss.terms.items()) if isinstance(loss, CombinedLoss) else [(type(loss).__name__, loss)]
+    for name, term in terms:
+        if isinstance(term, CombinedLoss):
+            check_loss_ignore_index(term, ignore_index)
+            continue
+        value = getattr(term, "ignore_index", None)
+        if isinstance(value, int) and not isinstance(value, bool) and value != ignore_index:
+            raise ValueError(
+                f"loss: {name} has ignore_index={value} but the dataset's ignore_index is {ignore_index}, so "
+                f"its ignored pixels would be read as a class (or rejected); build the loss with "
+                f"ignore_index={ignore_index}, or give the loss by name and the Trainer passes the dataset's"
+            )
+
+
+def _takes_ignore_index(name: str) -> bool:
+    if name not in LOSSES:
+        return False  # build_loss reports the unknown name
+    try:
+        return "ignore_index" in inspect.signature(LOSSES.get(name)).parameters
+    except (TypeError, ValueError):
+        return False
