@@ -85,6 +85,11 @@ class TrainConfig:
     accumulate: int = 1
     grad_clip: float | None = None
     ema: float | None = None
+    ema_warmup: float = 2000.0
+    freeze: str | list[str] | None = None
+    unfreeze_at: int | None = None
+    lr_mult: dict[str, float] | None = None
+    norm_weight_decay: float | None = 0.0
     channels_last: bool = False
     out_dir: str = "runs/exp"
     seed: int = 0

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 __all__ = [
+    "group_lrs",
     "hold_frozen_norms",
     "parameter_groups",
     "resolve_prefixes",
@@ -156,3 +157,15 @@ def unfreeze_factors(
         return min(1.0, (i - unfreeze_step + 1) / max(1, warmup_steps))
 
     return [frozen_factor if g.get("frozen") else (lambda i: 1.0) for g in groups]
+
+
+def group_lrs(optimizer: Any) -> dict[str, float]:
+    """The learning rates to log: ``train/lr`` (the base part's: the first trainable group with multiplier
+    1) and, when the groups differ (``lr_mult``, frozen parts), ``train/lr/<part>`` for each part."""
+    groups = optimizer.param_groups
+    base = next((g for g in groups if g.get("lr_mult", 1.0) == 1.0 and not g.get("frozen")), groups[0])
+    out = {"train/lr": float(base["lr"])}
+    parts = {str(g.get("name", i)).split("/")[0]: float(g["lr"]) for i, g in enumerate(groups)}
+    if len(set(parts.values())) > 1 or any(g.get("frozen") for g in groups):
+        out.update({f"train/lr/{name}": lr for name, lr in parts.items()})
+    return out

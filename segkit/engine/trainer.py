@@ -22,10 +22,18 @@ from segkit.engine import distributed as ddp
 from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpoint import check_writable_dir, save_checkpoint
+from segkit.engine.ema import ModelEMA
+from segkit.engine.finetune import (
+    group_lrs,
+    hold_frozen_norms,
+    parameter_groups,
+    resolve_prefixes,
+    set_frozen,
+    unfreeze_factors,
+)
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
 from segkit.engine.state import (
-    ModelEMA,
     ResumableSampler,
     SeededAugmentation,
     as_dataset,
@@ -100,6 +108,18 @@ class Trainer:
         grad_clip: max gradient norm, or None.
         ema: decay of an exponential moving average of the weights (e.g. 0.999), used for
             validation and saved as ``ema`` in checkpoints; None disables it.
+        ema_warmup: time constant (optimizer steps) of the EMA decay's warm-up, ``decay * (1 - exp(-step /
+            ema_warmup))`` (Ultralytics' rule), so a short fine-tune is not averaged with its random head;
+            0 for a constant decay.
+        freeze: module-name prefixes to freeze (``"encoder"``, ``["encoder", "decoder.blocks.0"]``; checked:
+            an unknown prefix is an error listing the model's parts). Frozen parameters get no gradient and
+            no weight decay, and their normalisation layers stay in eval mode (running statistics fixed).
+        unfreeze_at: epoch (0-based) at which the frozen parts join training, each with a linear warm-up
+            of ``max(warmup_iters, one epoch of steps / 4)`` steps; None keeps them frozen.
+        lr_mult: prefix -> learning-rate multiplier, e.g. ``{"encoder": 0.1}`` (parameter groups scheduled
+            with the same shape; each group's lr is logged as ``train/lr/<prefix>``).
+        norm_weight_decay: weight decay of norm parameters and biases (torchvision references' name);
+            0.0 by default, None for ``weight_decay``.
         channels_last: use the channels-last memory format for model and images.
         callbacks: extra ``Callback`` objects (checkpointing is always added).
         trackers: names, mappings or tracker objects; ``jsonl`` is always on.
@@ -138,6 +158,11 @@ class Trainer:
         accumulate: int = 1,
         grad_clip: float | None = None,
         ema: float | None = None,
+        ema_warmup: float = 2000.0,
+        freeze: str | Sequence[str] | None = None,
+        unfreeze_at: int | None = None,
+        lr_mult: Mapping[str, float] | None = None,
+        norm_weight_decay: float | None = 0.0,
         channels_last: bool = False,
         callbacks: Sequence[Callback] = (),
         trackers: Sequence[Any] = (),
@@ -192,7 +217,12 @@ class Trainer:
         module = self._build_model(model).to(self.device)
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
-        self.ema = ModelEMA(module, ema) if ema is not None else None
+        # Checked now, before any work: a misspelt prefix fails at construction, listing the model's parts.
+        self.frozen = resolve_prefixes(module, freeze, "freeze")
+        self.lr_mult = dict(zip(resolve_prefixes(module, list(lr_mult or {}), "lr_mult"), (lr_mult or {}).values()))
+        self.norm_weight_decay, self.unfreeze_at = norm_weight_decay, unfreeze_at
+        set_frozen(module, self.frozen, True)  # before DDP, which only reduces parameters that need gradients
+        self.ema = ModelEMA(module, ema, ema_warmup) if ema is not None else None
         self.model = ddp.wrap_model(module, self.dist, self.device, sync_bn)
         # A model may name the loss it is trained with (Gated-SCNN's dual-task loss); else cross-entropy.
         chosen: Any = (
@@ -273,11 +303,17 @@ class Trainer:
     # ----------------------------------------------------------------- overridable steps
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
         """Return ``(optimizer, scheduler)``; the scheduler (or None) is stepped every optimizer step."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = parameter_groups(
+            self.module, self.lr, self.weight_decay, self.lr_mult, self.norm_weight_decay, self.frozen
+        )
         fused = True if self.device.type == "cuda" else None
-        optimizer = build_optimizer(self.optimizer_name, params, self.lr, self.weight_decay, fused=fused)
-        total = self.epochs * math.ceil(self.batches_per_epoch / self.accumulate)
-        scheduler = build_scheduler(self.scheduler_name, optimizer, total, self.warmup_iters)
+        optimizer = build_optimizer(self.optimizer_name, groups, self.lr, self.weight_decay, fused=fused)
+        steps_per_epoch = math.ceil(self.batches_per_epoch / self.accumulate)
+        at = None if self.unfreeze_at is None else self.unfreeze_at * steps_per_epoch
+        factors = unfreeze_factors(optimizer.param_groups, at, max(self.warmup_iters, steps_per_epoch // 4))
+        scheduler = build_scheduler(
+            self.scheduler_name, optimizer, self.epochs * steps_per_epoch, self.warmup_iters, group_factors=factors
+        )
         return optimizer, scheduler
 
     def move_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -409,7 +445,10 @@ class Trainer:
         return metrics
 
     def _train_one_epoch(self) -> dict[str, float]:
+        if self.frozen and self.unfreeze_at is not None and self.epoch >= self.unfreeze_at:
+            self._unfreeze()
         self.model.train()
+        hold_frozen_norms(self.module, self.frozen)
         self.train_sampler.set_position(self.epoch, self.batches_done * self.batch_size)
         self.train_loader.generator.manual_seed(self.seed + self.epoch)  # worker seeds per epoch
         bar = tqdm(
@@ -495,16 +534,25 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         if self.ema is not None:
-            self.ema.update(self.module)
+            self.ema.update(self.module, self.global_step + 1)
         self.global_step += 1
 
     def _log_step(self, out: Mapping[str, Any], bar: Any, images_per_s: float) -> None:
         step_metrics = {f"train/{k}": float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor)}
-        step_metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        step_metrics.update(group_lrs(self.optimizer))
         self._log(step_metrics, self.global_step)
         bar.set_postfix(
             loss=f"{step_metrics['train/loss']:.4f}", lr=f"{step_metrics['train/lr']:.2e}", img_s=f"{images_per_s:.1f}"
         )
+
+    def _unfreeze(self) -> None:
+        """The frozen parts join training (their lr ramps up from here: see ``configure_optimizers``)."""
+        set_frozen(self.module, self.frozen, False)
+        if self.is_main_process:
+            print(f"epoch {self.epoch + 1}: unfrozen {', '.join(self.frozen)}", flush=True)
+        self.frozen = []
+        if self.dist.enabled:  # DDP registered only the parameters that needed gradients: wrap again
+            self.model = ddp.wrap_model(self.module, self.dist, self.device, False)
 
     def _can_skip_on_device(self) -> bool:
         """True when a non-finite step can be skipped without a host sync: on CUDA (on the CPU the sync is

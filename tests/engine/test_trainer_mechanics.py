@@ -1,6 +1,7 @@
 """Accumulation, EMA, built-in callbacks, tracker visuals and CLI resume."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -42,7 +43,8 @@ def test_accumulate_two_batches_equals_one_double_batch(tmp_path, tiny_shapes):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
-def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_shapes):
+@pytest.mark.parametrize("warmup", [0.0, 2.0])
+def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_shapes, warmup):
     seen = []
 
     class Snapshot(Callback):
@@ -61,12 +63,14 @@ def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_sh
         batch_size=4,
         lr=0.05,
         ema=0.6,
+        ema_warmup=warmup,
         callbacks=[Snapshot()],
         out_dir=tmp_path,
     )
     trainer.fit()
-    for weights in seen:
-        ema = [0.6 * e + 0.4 * w for e, w in zip(ema, weights)]
+    for step, weights in enumerate(seen, start=1):
+        d = 0.6 * (1 - math.exp(-step / warmup)) if warmup else 0.6  # the decay's warm-up (Ultralytics' rule)
+        ema = [d * e + (1 - d) * w for e, w in zip(ema, weights)]
     for e, p in zip(ema, trainer.ema.module.parameters()):
         torch.testing.assert_close(p, e, atol=1e-6, rtol=1e-5)
     assert trainer.eval_model is trainer.ema.module
