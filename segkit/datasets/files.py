@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
 
 from segkit.datasets.base import SegmentationDataset, to_sample
+from segkit.datasets.normalization import Normalization, as_sequence
 from segkit.datasets.shapes import instance_target
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "BadSampleLog",
     "check_items",
     "FileDataset",
+    "ImageInfo",
     "LabelTable",
+    "image_info",
     "image_size",
     "read_image",
     "read_mask",
@@ -37,13 +40,43 @@ class BadSampleError(ValueError):
 # OpenCV >= 4.10 decodes straight to RGB (same pixels, no separate BGR->RGB pass); older ones decode BGR.
 _DECODE_RGB: int = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
 
+_TIFF_SUFFIXES = (".tif", ".tiff")
+# Pixel types kept as stored (albumentations and OpenCV handle them); other TIFF types are read as float32.
+_TIFF_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+class _MissingFileError(BadSampleError, FileNotFoundError):
+    """A file that does not exist: a bad sample for the datasets, a ``FileNotFoundError`` for everyone else."""
+
+
+class ImageInfo(NamedTuple):
+    """What ``image_info`` reads from a file header: size, channel count and pixel type of ``read_image``'s array."""
+
+    height: int
+    width: int
+    channels: int
+    dtype: np.dtype
+
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file as ``(H, W, 3)`` uint8 RGB with OpenCV (faster than PIL here).
+    """Decode an image file: ``(H, W, 3)`` uint8 RGB, or for TIFF files ``(H, W, C)`` as stored.
 
-    Truncated JPEGs (which OpenCV would decode partially with a warning only) and undecodable
-    files raise ``BadSampleError`` naming the file.
+    TIFF files (``.tif``/``.tiff``, read with ``tifffile``) keep their bands and pixel type: uint8,
+    uint16 and float32 as stored, other types as float32. A 2-D TIFF is one channel ``(H, W, 1)``.
+    A 3-D TIFF is band-first ``(C, H, W)`` (and transposed to ``(H, W, C)``) when tifffile's axes
+    say so (``SYX``: separate sample planes), channels-last when they say ``YXS``, and otherwise when
+    its first axis is strictly shorter than the two others (a stack of C pages of ``H x W``).
+
+    Other formats (PNG, JPEG, ...) are decoded with OpenCV (faster than PIL here) as uint8 RGB, grey
+    and RGBA images included. Truncated JPEGs (which OpenCV would decode partially with a warning
+    only) and undecodable files raise ``BadSampleError`` naming the file; a missing file raises one
+    that is also a ``FileNotFoundError``.
+
+    Returns:
+        ``(H, W, C)`` array.
     """
+    if Path(path).suffix.lower() in _TIFF_SUFFIXES:
+        return _read_tiff(path)
     data = _read_bytes(path)
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
         # No end-of-image marker near the end: truncated, or a trailer after it (some cameras add one).
@@ -60,6 +93,46 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise BadSampleError(f"{path}: corrupt or unsupported image file (could not decode)")
     return image if _DECODE_RGB != cv2.IMREAD_COLOR else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _tiff_error(path: str | Path, exc: Exception) -> BadSampleError:
+    if isinstance(exc, FileNotFoundError):
+        return _MissingFileError(f"{path}: cannot read (No such file or directory)")
+    hint = "; pip install imagecodecs to decode its compression" if "imagecodecs" in str(exc) else ""
+    return BadSampleError(f"{path}: corrupt or unsupported TIFF file ({exc}){hint}")
+
+
+def _tiff_layout(shape: tuple[int, ...], axes: str, path: str | Path) -> tuple[tuple[int, ...], bool]:
+    """``(shape without leading 1s, band-first?)`` of a TIFF series, by the rule in ``read_image``."""
+    shape = tuple(shape)
+    while len(shape) > 3 and shape[0] == 1:  # e.g. ImageJ's singleton time/depth axes
+        shape, axes = shape[1:], axes[1:]
+    if len(shape) not in (2, 3):
+        raise BadSampleError(f"{path}: a TIFF of shape {shape} (axes {axes}); expected (H, W), (H, W, C) or (C, H, W)")
+    if len(shape) == 2 or axes.endswith("S"):
+        return shape, False
+    return shape, axes.startswith("S") or (shape[0] < shape[1] and shape[0] < shape[2])
+
+
+def _read_tiff(path: str | Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            image = series.asarray()
+    except Exception as exc:  # noqa: BLE001 -- tifffile raises many types for bad files; each names the file
+        raise _tiff_error(path, exc) from None
+    shape, band_first = _tiff_layout(image.shape, axes, path)
+    image = image.reshape(shape)
+    if image.ndim == 2:
+        image = image[..., None]
+    elif band_first:
+        image = np.moveaxis(image, 0, -1)
+    if image.dtype not in _TIFF_DTYPES:
+        image = image.astype(np.float32)
+    return np.ascontiguousarray(image)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -85,21 +158,50 @@ def read_mask(path: str | Path) -> np.ndarray:
     return mask
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """Return ``(H, W)`` from the file header only (cheap; used to check pairs at construction)."""
+def image_info(path: str | Path) -> ImageInfo:
+    """Return ``ImageInfo(height, width, channels, dtype)`` of ``read_image(path)`` from the file header only.
+
+    TIFF headers are read with ``tifffile`` (no pixels decoded); other formats with PIL, and they
+    always decode to 3-channel uint8.
+    """
+    if Path(path).suffix.lower() in _TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(str(path)) as tif:
+                series = tif.series[0]
+                shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
+        except Exception as exc:  # noqa: BLE001 -- as in _read_tiff
+            raise _tiff_error(path, exc) from None
+        shape, band_first = _tiff_layout(shape, axes, path)
+        dtype = dtype if dtype in _TIFF_DTYPES else np.dtype(np.float32)
+        if len(shape) == 2:
+            return ImageInfo(shape[0], shape[1], 1, dtype)
+        h, w, c = (shape[1], shape[2], shape[0]) if band_first else shape
+        return ImageInfo(h, w, c, dtype)
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             w, h = im.size
+    except FileNotFoundError:
+        raise _MissingFileError(f"{path}: cannot read (No such file or directory)") from None
     except OSError as exc:
         raise BadSampleError(f"{path}: corrupt or unsupported image file ({exc})") from None
-    return h, w
+    return ImageInfo(h, w, 3, np.dtype(np.uint8))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Return ``(H, W)`` from the file header only (cheap; used to check pairs at construction)."""
+    info = image_info(path)
+    return info.height, info.width
 
 
 def _read_bytes(path: str | Path) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise _MissingFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except OSError as exc:
         raise BadSampleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if data.size == 0:
@@ -226,20 +328,104 @@ class FileDataset(SegmentationDataset):
     worker's traceback says which sample failed. With ``on_bad_sample="skip"`` a bad sample is
     replaced by the next good one (batches keep their size), recorded in ``bad_samples`` and
     attached to the sample under ``"bad_samples"``.
+
+    Attributes:
+        in_channels: channels of the images (3 unless ``_init_image_format`` read another count).
+        image_dtype: their pixel type as stored ("uint8", "uint16", "float32").
+        normalization: the ``Normalization`` applied to samples (raw pixel units; ImageNet for uint8 RGB).
+        normalization_source: "default" (ImageNet), "given" (``mean=``/``std=``) or "computed" (from the images).
     """
 
     items: list[Any]
     transforms: Callable[..., dict[str, Any]] | None = None
+    in_channels: int = 3
+    image_dtype: str = "uint8"
+    normalization: Normalization = Normalization.imagenet()
+    normalization_source: str = "default"
 
-    def _init_common(self, transforms: Callable[..., dict[str, Any]] | None, on_bad_sample: str) -> None:
+    def _init_common(
+        self,
+        transforms: Callable[..., dict[str, Any]] | None,
+        on_bad_sample: str,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+    ) -> None:
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"{type(self).__name__}: on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
+        if (mean is None) != (std is None):
+            raise ValueError(f"{type(self).__name__}: give both mean= and std= (raw pixel units, one per channel)")
         from segkit.datasets.transforms import build_transforms
 
-        # A mapping (from a YAML config) names a preset's options; callables pass through.
+        # A mapping (from a YAML config) names a preset's options; callables pass through. The preset is
+        # built again with the data's own statistics once the images are known (_init_image_format).
+        self._transforms_spec = transforms
         self.transforms = build_transforms(transforms)
+        self._given_stats = None if mean is None or std is None else (mean, std)
         self.on_bad_sample = on_bad_sample
         self.bad_samples = BadSampleLog(type(self).__name__)
+
+    def _init_image_format(self, max_images: int = 32) -> None:
+        """Set ``in_channels`` and ``image_dtype`` from the first image's header and settle ``normalization``.
+
+        Called at the end of a subclass's constructor (once ``items`` is filled). Statistics given as
+        ``mean=``/``std=`` are checked against the channel count; without them, 3-channel uint8
+        images take ImageNet's, and other images (16-bit, float, multi-band) statistics computed from
+        up to ``max_images`` of the dataset's images, evenly spread, said in one line (``segkit
+        inspect`` prints them over the whole set; pass them as ``mean=``/``std=`` to fix them).
+
+        Args:
+            max_images: images read to compute statistics.
+
+        Raises:
+            ValueError: given statistics whose length is not the channel count.
+        """
+        if not self.items:
+            return
+        name = type(self).__name__
+        info = image_info(self.item_path(0))
+        self.in_channels, self.image_dtype = info.channels, info.dtype.name
+        if self._given_stats is not None:
+            mean, std = (
+                as_sequence(v, info.channels, f"{name}: {k}") for k, v in zip(("mean", "std"), self._given_stats)
+            )
+            norm, self.normalization_source = Normalization(mean, std, info.dtype.name), "given"  # type: ignore[arg-type]
+        elif info.channels == 3 and info.dtype == np.uint8:
+            norm, self.normalization_source = Normalization.imagenet(), "default"
+        else:
+            from segkit.datasets.inspect import channel_stats
+
+            used = min(len(self.items), max_images)
+            mean_arr, std_arr = channel_stats(self, max_images=max_images)
+            std_arr = np.where(std_arr > 0, std_arr, 1.0)  # a constant band is centred, never divided by 0
+            norm, self.normalization_source = (
+                Normalization(tuple(mean_arr), tuple(std_arr), info.dtype.name),
+                "computed",
+            )
+            print(
+                f"{name}: {info.channels}-channel {info.dtype.name} images; normalisation computed from {used} of "
+                f"{len(self.items)} images: mean {_fmt(norm.mean)} std {_fmt(norm.std)} (raw pixel units; pass "
+                f"mean=/std= to fix them, `segkit inspect` gives them over the whole set)"
+            )
+        self.set_normalization(norm, announce=True)
+
+    def set_normalization(self, normalization: Normalization | Mapping[str, Any], announce: bool = False) -> None:
+        """Normalise this dataset's samples with ``normalization`` (raw pixel units), e.g. the training data's.
+
+        A transforms preset given as a mapping is rebuilt with these statistics (and without colour
+        jitter unless the images are 3-channel uint8); a transforms callable is left as it is.
+
+        Args:
+            normalization: a ``Normalization`` or a ``{"mean", "std"}`` mapping.
+            announce: print the preset's notes (once, at construction).
+        """
+        from segkit.datasets.transforms import build_transforms
+
+        self.normalization = Normalization.coerce(normalization)
+        spec = getattr(self, "_transforms_spec", None)
+        if isinstance(spec, Mapping):
+            self.transforms = build_transforms(
+                spec, self.normalization, self.image_dtype, name=type(self).__name__, quiet=not announce
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -282,8 +468,12 @@ class FileDataset(SegmentationDataset):
         image, mask, inst = self.load_raw(index)
         path = self.item_path(index)
         if inst is None:
-            return to_sample(image, mask, self.transforms, path)
+            return to_sample(image, mask, self.transforms, path, normalization=self.normalization)
         return instance_sample(image, mask, inst, self.transforms, path, index)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 def check_pair(image_path: str | Path, mask_path: str | Path) -> None:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from segkit.datasets import build_dataset, collate_instances, collate_semantic
 from segkit.datasets.files import BadSampleLog
+from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine import distributed as ddp
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpoint import check_writable_dir, save_checkpoint
@@ -181,6 +182,12 @@ class Trainer:
         self.ignore_index: int = getattr(meta, "ignore_index", 255)
         self.class_names: list[str] | None = list(getattr(meta, "class_names", []) or []) or None
         self.palette = getattr(meta, "palette", None)
+        # Multi-band data: the model's input width and the statistics Predictor must reuse come from the data.
+        inner = getattr(meta, "dataset", meta)  # a torch Subset keeps the segkit dataset as .dataset
+        norm = getattr(meta, "normalization", getattr(inner, "normalization", None))
+        self.normalization: Normalization | None = None if norm is None else Normalization.coerce(norm)
+        self.in_channels: int | None = getattr(meta, "in_channels", getattr(inner, "in_channels", None))
+        share_normalization(self.val_data, self.normalization)  # validate as trained
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
         module = self._build_model(model).to(self.device)
@@ -241,19 +248,26 @@ class Trainer:
         val_ds = build_dataset(cfg.data.name, **val_params) if val_params is not None else None
         model_kwargs = dict(cfg.model.params)
         model_kwargs.setdefault("num_classes", getattr(train_ds, "num_classes", None))
+        in_channels = getattr(getattr(train_ds, "dataset", train_ds), "in_channels", 3)
+        if in_channels != 3:  # multi-band images: the model's input width comes from the data
+            model_kwargs.setdefault("in_channels", in_channels)
         model = build_model(cfg.model.name, **model_kwargs)
         loss = None if cfg.loss is None else build_loss(cfg.loss.name, **cfg.loss.params)
         kwargs = {**dataclasses.asdict(cfg.train), **overrides}
         resolved = config_to_dict(cfg)
         resolved["model"]["num_classes"] = model_kwargs["num_classes"]
+        if "in_channels" in model_kwargs:
+            resolved["model"]["in_channels"] = model_kwargs["in_channels"]
         return cls(model, loss, train_ds, val_ds, trackers=cfg.trackers, config=resolved, **kwargs)
 
     def _build_model(self, model: nn.Module | str | Mapping[str, Any]) -> nn.Module:
         if isinstance(model, nn.Module):
             return model
+        # Images with other than 3 channels (multi-band TIFFs): the input width comes from the data.
+        extra = {"in_channels": self.in_channels} if self.in_channels not in (None, 3) else {}
         if isinstance(model, str):
-            return build_model(model, num_classes=self.num_classes)
-        kwargs = dict(model)
+            return build_model(model, num_classes=self.num_classes, **extra)
+        kwargs = {**extra, **dict(model)}
         name = kwargs.pop("name")
         kwargs.setdefault("num_classes", self.num_classes)
         return build_model(name, **kwargs)

@@ -171,11 +171,6 @@ def plot_worst(
     return fig
 
 
-def _denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
-    img = (x.cpu() * std[0] + mean[0]).clamp(0, 1).mul(255).round().byte()
-    return img.permute(1, 2, 0).numpy()
-
-
 def _run_config(run_dir: Path, ckpt_path: Path) -> dict[str, Any]:
     import yaml
 
@@ -213,6 +208,7 @@ def evaluate_run(
     """
     from segkit.config import ConfigError, config_from_dict
     from segkit.datasets import build_dataset, collate_semantic
+    from segkit.datasets.normalization import share_normalization
     from segkit.inference import Predictor
     from segkit.metrics import ConfusionMatrix
 
@@ -226,6 +222,7 @@ def evaluate_run(
     if params is None:
         raise ConfigError(f"{run_dir}: the config has no val data block")
     data = build_dataset(cfg.data.name, **params)
+    share_normalization(data, predictor.normalization)  # the checkpoint's statistics, not the split's own
     num_classes = int(data.num_classes)  # type: ignore[attr-defined]
     ignore_index = int(getattr(data, "ignore_index", 255))
     cm = ConfusionMatrix(num_classes, ignore_index, class_names=getattr(data, "class_names", None))
@@ -246,7 +243,7 @@ def evaluate_run(
                 heapq.heapreplace(heap, entry)
     worst = []
     for neg, _, (batch, k, pred) in sorted(heap, key=lambda e: -e[0]):
-        image = _denormalize(batch["image"][k], predictor.mean, predictor.std)
+        image = predictor.normalization.to_display(batch["image"][k])
         worst.append((-neg, image, batch["mask"][k].numpy(), pred[k].numpy(), str(batch["path"][k])))
     return {"confusion": cm, "worst": worst, "predictor": predictor}
 
