@@ -382,7 +382,7 @@ class FileDataset(SegmentationDataset):
         if not self.items:
             return
         name = type(self).__name__
-        info = image_info(self.item_path(0))
+        info = self._first_image_info()
         self.in_channels, self.image_dtype = info.channels, info.dtype.name
         if self._given_stats is not None:
             mean, std = (
@@ -407,6 +407,19 @@ class FileDataset(SegmentationDataset):
                 f"mean=/std= to fix them, `segkit inspect` gives them over the whole set)"
             )
         self.set_normalization(norm, announce=True)
+
+    def _first_image_info(self) -> ImageInfo:
+        """The channels and pixel type of the first readable image (non-TIFF files are RGB: no file read)."""
+        for index in range(len(self.items)):
+            path = self.item_path(index)
+            if Path(path).suffix.lower() not in _TIFF_SUFFIXES:
+                return ImageInfo(0, 0, 3, np.dtype(np.uint8))
+            try:
+                return image_info(path)
+            except BadSampleError:
+                if self.on_bad_sample == "raise":
+                    raise
+        raise BadSampleError(f"{type(self).__name__}: no readable image among the {len(self.items)} files")
 
     def set_normalization(self, normalization: Normalization | Mapping[str, Any], announce: bool = False) -> None:
         """Normalise this dataset's samples with ``normalization`` (raw pixel units), e.g. the training data's.
