@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from segkit.datasets.base import SegmentationDataset, to_sample
-from segkit.datasets.normalization import Normalization, as_sequence
+from segkit.datasets.normalization import Normalization, resolve_normalization
 from segkit.datasets.shapes import instance_target
+from segkit.datasets.tiff import ImageInfo, is_tiff, read_tiff, tiff_info
 
 __all__ = [
     "BadSampleError",
@@ -40,22 +42,9 @@ class BadSampleError(ValueError):
 # OpenCV >= 4.10 decodes straight to RGB (same pixels, no separate BGR->RGB pass); older ones decode BGR.
 _DECODE_RGB: int = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
-# Pixel types kept as stored (albumentations and OpenCV handle them); other TIFF types are read as float32.
-_TIFF_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-
 
 class _MissingFileError(BadSampleError, FileNotFoundError):
     """A file that does not exist: a bad sample for the datasets, a ``FileNotFoundError`` for everyone else."""
-
-
-class ImageInfo(NamedTuple):
-    """What ``image_info`` reads from a file header: size, channel count and pixel type of ``read_image``'s array."""
-
-    height: int
-    width: int
-    channels: int
-    dtype: np.dtype
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -75,8 +64,9 @@ def read_image(path: str | Path) -> np.ndarray:
     Returns:
         ``(H, W, C)`` array.
     """
-    if Path(path).suffix.lower() in _TIFF_SUFFIXES:
-        return _read_tiff(path)
+    if is_tiff(path):
+        with _tiff_errors(path):
+            return read_tiff(path)
     data = _read_bytes(path)
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
         # No end-of-image marker near the end: truncated, or a trailer after it (some cameras add one).
@@ -93,46 +83,6 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise BadSampleError(f"{path}: corrupt or unsupported image file (could not decode)")
     return image if _DECODE_RGB != cv2.IMREAD_COLOR else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _tiff_error(path: str | Path, exc: Exception) -> BadSampleError:
-    if isinstance(exc, FileNotFoundError):
-        return _MissingFileError(f"{path}: cannot read (No such file or directory)")
-    hint = "; pip install imagecodecs to decode its compression" if "imagecodecs" in str(exc) else ""
-    return BadSampleError(f"{path}: corrupt or unsupported TIFF file ({exc}){hint}")
-
-
-def _tiff_layout(shape: tuple[int, ...], axes: str, path: str | Path) -> tuple[tuple[int, ...], bool]:
-    """``(shape without leading 1s, band-first?)`` of a TIFF series, by the rule in ``read_image``."""
-    shape = tuple(shape)
-    while len(shape) > 3 and shape[0] == 1:  # e.g. ImageJ's singleton time/depth axes
-        shape, axes = shape[1:], axes[1:]
-    if len(shape) not in (2, 3):
-        raise BadSampleError(f"{path}: a TIFF of shape {shape} (axes {axes}); expected (H, W), (H, W, C) or (C, H, W)")
-    if len(shape) == 2 or axes.endswith("S"):
-        return shape, False
-    return shape, axes.startswith("S") or (shape[0] < shape[1] and shape[0] < shape[2])
-
-
-def _read_tiff(path: str | Path) -> np.ndarray:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(str(path)) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            image = series.asarray()
-    except Exception as exc:  # noqa: BLE001 -- tifffile raises many types for bad files; each names the file
-        raise _tiff_error(path, exc) from None
-    shape, band_first = _tiff_layout(image.shape, axes, path)
-    image = image.reshape(shape)
-    if image.ndim == 2:
-        image = image[..., None]
-    elif band_first:
-        image = np.moveaxis(image, 0, -1)
-    if image.dtype not in _TIFF_DTYPES:
-        image = image.astype(np.float32)
-    return np.ascontiguousarray(image)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -164,21 +114,9 @@ def image_info(path: str | Path) -> ImageInfo:
     TIFF headers are read with ``tifffile`` (no pixels decoded); other formats with PIL, and they
     always decode to 3-channel uint8.
     """
-    if Path(path).suffix.lower() in _TIFF_SUFFIXES:
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(str(path)) as tif:
-                series = tif.series[0]
-                shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
-        except Exception as exc:  # noqa: BLE001 -- as in _read_tiff
-            raise _tiff_error(path, exc) from None
-        shape, band_first = _tiff_layout(shape, axes, path)
-        dtype = dtype if dtype in _TIFF_DTYPES else np.dtype(np.float32)
-        if len(shape) == 2:
-            return ImageInfo(shape[0], shape[1], 1, dtype)
-        h, w, c = (shape[1], shape[2], shape[0]) if band_first else shape
-        return ImageInfo(h, w, c, dtype)
+    if is_tiff(path):
+        with _tiff_errors(path):
+            return tiff_info(path)
     from PIL import Image
 
     try:
@@ -189,6 +127,17 @@ def image_info(path: str | Path) -> ImageInfo:
     except OSError as exc:
         raise BadSampleError(f"{path}: corrupt or unsupported image file ({exc})") from None
     return ImageInfo(h, w, 3, np.dtype(np.uint8))
+
+
+@contextlib.contextmanager
+def _tiff_errors(path: str | Path) -> Iterator[None]:
+    """The TIFF reader's errors as the ``BadSampleError`` every file dataset handles."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise _MissingFileError(f"{path}: cannot read (No such file or directory)") from None
+    except ValueError as exc:
+        raise BadSampleError(str(exc)) from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -381,38 +330,25 @@ class FileDataset(SegmentationDataset):
         """
         if not self.items:
             return
-        name = type(self).__name__
         info = self._first_image_info()
         self.in_channels, self.image_dtype = info.channels, info.dtype.name
-        if self._given_stats is not None:
-            mean, std = (
-                as_sequence(v, info.channels, f"{name}: {k}") for k, v in zip(("mean", "std"), self._given_stats)
-            )
-            norm, self.normalization_source = Normalization(mean, std, info.dtype.name), "given"  # type: ignore[arg-type]
-        elif info.channels == 3 and info.dtype == np.uint8:
-            norm, self.normalization_source = Normalization.imagenet(), "default"
-        else:
-            from segkit.datasets.inspect import channel_stats
+        from segkit.datasets.inspect import channel_stats
 
-            used = min(len(self.items), max_images)
-            mean_arr, std_arr = channel_stats(self, max_images=max_images)
-            std_arr = np.where(std_arr > 0, std_arr, 1.0)  # a constant band is centred, never divided by 0
-            norm, self.normalization_source = (
-                Normalization(tuple(mean_arr), tuple(std_arr), info.dtype.name),
-                "computed",
-            )
-            print(
-                f"{name}: {info.channels}-channel {info.dtype.name} images; normalisation computed from {used} of "
-                f"{len(self.items)} images: mean {_fmt(norm.mean)} std {_fmt(norm.std)} (raw pixel units; pass "
-                f"mean=/std= to fix them, `segkit inspect` gives them over the whole set)"
-            )
+        norm, self.normalization_source = resolve_normalization(
+            type(self).__name__,
+            info.channels,
+            info.dtype,
+            self._given_stats,
+            lambda: channel_stats(self, max_images=max_images),
+            (min(len(self.items), max_images), len(self.items)),
+        )
         self.set_normalization(norm, announce=True)
 
     def _first_image_info(self) -> ImageInfo:
         """The channels and pixel type of the first readable image (non-TIFF files are RGB: no file read)."""
         for index in range(len(self.items)):
             path = self.item_path(index)
-            if Path(path).suffix.lower() not in _TIFF_SUFFIXES:
+            if not is_tiff(path):
                 return ImageInfo(0, 0, 3, np.dtype(np.uint8))
             try:
                 return image_info(path)
@@ -483,10 +419,6 @@ class FileDataset(SegmentationDataset):
         if inst is None:
             return to_sample(image, mask, self.transforms, path, normalization=self.normalization)
         return instance_sample(image, mask, inst, self.transforms, path, index)
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 def check_pair(image_path: str | Path, mask_path: str | Path) -> None:

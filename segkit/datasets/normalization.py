@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["Normalization", "pixel_range", "share_normalization"]
+__all__ = ["Normalization", "pixel_range", "resolve_normalization", "share_normalization"]
 
 
 def pixel_range(dtype: Any) -> float:
@@ -173,6 +173,52 @@ class Normalization:
         if self.dtype not in (None, "uint8", "uint16") and arr.dtype not in (np.uint8, np.uint16, np.float32):
             arr = arr.astype(np.float32)
         return arr
+
+
+def resolve_normalization(
+    name: str,
+    channels: int,
+    dtype: Any,
+    given: tuple[Any, Any] | None,
+    compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+    counts: tuple[int, int],
+) -> tuple[Normalization, str]:
+    """A dataset's statistics: the given ones, ImageNet's for 3-channel uint8 images, or computed ones.
+
+    Computed statistics (16-bit, float or multi-band images without ``mean=``/``std=``) are said in
+    one line; a constant band gets std 1 (centred, never divided by zero).
+
+    Args:
+        name: the dataset, named in messages.
+        channels, dtype: of its images.
+        given: ``(mean, std)`` as the user gave them (a number is used for every channel), or None.
+        compute: returns ``(mean, std)`` from the images; called only when needed.
+        counts: ``(images used by compute, images in the dataset)``, for the message.
+
+    Returns:
+        ``(normalization, source)``, source "given", "default" or "computed".
+
+    Raises:
+        ValueError: given statistics whose length is not ``channels``, or a std that is not > 0.
+    """
+    dtype = np.dtype(dtype)
+    if given is not None:
+        mean, std = (as_sequence(v, channels, f"{name}: {k}") for k, v in zip(("mean", "std"), given))
+        return Normalization(mean or (), std or (), dtype.name), "given"
+    if channels == 3 and dtype == np.uint8:
+        return Normalization.imagenet(), "default"
+    mean_arr, std_arr = compute()
+    norm = Normalization(tuple(mean_arr), tuple(np.where(std_arr > 0, std_arr, 1.0)), dtype.name)
+    print(
+        f"{name}: {channels}-channel {dtype.name} images; normalisation computed from {counts[0]} of {counts[1]} "
+        f"images: mean {_fmt(norm.mean)} std {_fmt(norm.std)} (raw pixel units; pass mean=/std= to fix them, "
+        f"`segkit inspect` gives them over the whole set)"
+    )
+    return norm, "computed"
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 def share_normalization(dataset: Any, normalization: Normalization | None, name: str = "val data") -> None:

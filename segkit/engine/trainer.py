@@ -248,9 +248,9 @@ class Trainer:
         val_ds = build_dataset(cfg.data.name, **val_params) if val_params is not None else None
         model_kwargs = dict(cfg.model.params)
         model_kwargs.setdefault("num_classes", getattr(train_ds, "num_classes", None))
-        in_channels = getattr(getattr(train_ds, "dataset", train_ds), "in_channels", 3)
-        if in_channels != 3:  # multi-band images: the model's input width comes from the data
-            model_kwargs.setdefault("in_channels", in_channels)
+        inner: Any = getattr(train_ds, "dataset", train_ds)  # a torch Subset keeps the segkit dataset as .dataset
+        if getattr(inner, "in_channels", 3) != 3:  # multi-band images: the model's input width comes from the data
+            model_kwargs.setdefault("in_channels", inner.in_channels)
         model = build_model(cfg.model.name, **model_kwargs)
         loss = None if cfg.loss is None else build_loss(cfg.loss.name, **cfg.loss.params)
         kwargs = {**dataclasses.asdict(cfg.train), **overrides}
@@ -258,6 +258,8 @@ class Trainer:
         resolved["model"]["num_classes"] = model_kwargs["num_classes"]
         if "in_channels" in model_kwargs:
             resolved["model"]["in_channels"] = model_kwargs["in_channels"]
+        if getattr(inner, "normalization_source", None) == "computed":  # reruns and `segkit evaluate` reuse them
+            resolved["data"].update(mean=list(inner.normalization.mean), std=list(inner.normalization.std))
         return cls(model, loss, train_ds, val_ds, trackers=cfg.trackers, config=resolved, **kwargs)
 
     def _build_model(self, model: nn.Module | str | Mapping[str, Any]) -> nn.Module:

@@ -96,6 +96,10 @@ def test_a_model_given_by_name_takes_in_channels_from_the_data(tmp_path):
     assert trainer.in_channels == 4 and trainer.config["model"]["in_channels"] == 4
     trainer.fit()
     mean, std = _stats(arrays)
+    # The computed statistics are written into the resolved config: a rerun or `segkit evaluate` reuses them.
+    np.testing.assert_allclose(trainer.config["data"]["mean"], mean, rtol=1e-10)
+    rebuilt = build_dataset("folder", **config_from_dict(trainer.config).data.split_params("val"))
+    assert rebuilt.normalization_source == "given" and rebuilt.normalization == trainer.normalization
     new = _bands(np.random.default_rng(7), 48, 64)
     tifffile.imwrite(tmp_path / "new.tif", new, photometric="minisblack", planarconfig="contig")
     _check_prediction(tmp_path / "run" / "last.pt", tmp_path / "new.tif", new, mean, std)
