@@ -75,8 +75,8 @@ class Trainer:
     scaler, EMA, RNG states (rank 0's), callback states and the position inside the epoch.
 
     Args:
-        model: an ``nn.Module``, a registered name (built with the dataset's ``num_classes``), or a
-            mapping ``{"name": ..., **kwargs}``.
+        model: an ``nn.Module``, a registered name (built with the dataset's ``num_classes``, and its
+            ``in_channels`` when the images have other than 3), or a mapping ``{"name": ..., **kwargs}``.
         loss: a module, a name (``"ce"``, ``"ce+dice"``), a ``{name: weight}`` mapping, or None for the
             model's ``default_loss`` or ``ce`` (unused for instance models, which return their losses).
         train_data: a ``Dataset`` or a registered dataset name (split "train").

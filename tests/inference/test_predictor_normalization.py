@@ -124,6 +124,11 @@ def test_validation_data_uses_the_training_statistics(tmp_path):
     x = tifffile.imread(tmp_path / "b" / "images" / "t0.tif").transpose(1, 2, 0).astype(np.float64)
     expected = (x - np.asarray(train.normalization.mean)) / np.asarray(train.normalization.std)
     np.testing.assert_allclose(val[0]["image"].permute(1, 2, 0).numpy(), expected, rtol=1e-5, atol=1e-4)
+    # Statistics given explicitly to the validation data are the user's call: kept, with a warning.
+    given = build_dataset("folder", root=tmp_path / "b", mean=1000.0, std=100.0)
+    with pytest.warns(UserWarning, match="differs from the training data's"):
+        Trainer(model, "ce", train, given, epochs=1, out_dir=tmp_path / "run", device="cpu")
+    assert given.normalization.mean == (1000.0,) * 4
 
 
 def test_rgb_uint8_training_stores_imagenet_and_predictor_output_is_unchanged(tmp_path):
