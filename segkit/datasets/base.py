@@ -64,28 +64,33 @@ def to_sample(
     transforms: Callable[..., dict[str, Any]] | None,
     path: str,
     target: dict[str, Any] | None = None,
+    normalization: Any = None,
 ) -> dict[str, Any]:
     """Apply an albumentations-style ``transforms`` and convert to the sample dict.
 
     Args:
-        image: ``(H, W, 3)`` uint8 RGB.
+        image: ``(H, W, C)``: uint8 RGB, or any channel count and pixel type with ``normalization``.
         mask: ``(H, W)`` integer labels, or None.
         transforms: callable ``transforms(image=..., mask=...) -> dict`` (an albumentations
-            ``Compose``); None applies ImageNet normalisation only.
+            ``Compose``); None normalises only.
         path: stored under ``"path"``.
         target: an instance target (passed through untouched; instance transforms live in
             ``segkit.datasets.transforms``).
+        normalization: a ``segkit.datasets.normalization.Normalization`` (raw pixel units), applied
+            when ``transforms`` is None or returned an integer image (it did not normalise). None:
+            ImageNet statistics for uint8 images, other images as they are.
 
     Returns:
         The sample dict described in ``SegmentationDataset``.
     """
+    raw = transforms is None
     if transforms is not None:
         kwargs: dict[str, Any] = {"image": image}
         if mask is not None:
             kwargs["mask"] = mask
         out = transforms(**kwargs)
         image, mask = out["image"], out.get("mask", mask)
-    sample: dict[str, Any] = {"image": _image_tensor(image), "path": path}
+    sample: dict[str, Any] = {"image": _image_tensor(image, normalization, raw), "path": path}
     if mask is not None:
         sample["mask"] = (
             torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
@@ -95,15 +100,19 @@ def to_sample(
     return sample
 
 
-def _image_tensor(image: Any) -> torch.Tensor:
+def _image_tensor(image: Any, normalization: Any = None, raw: bool = False) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
         return image.float()
     arr = np.asarray(image)
-    if arr.dtype == np.uint8:
+    if normalization is not None and (raw or arr.dtype.kind in "ui"):
+        arr = normalization.apply(arr)
+    elif arr.dtype == np.uint8:
         arr = (arr.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
             IMAGENET_STD, np.float32
         )
-    # A (3, H, W) view of the (H, W, 3) array, not a copy: the collate's stacking copy is the only one.
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    # A (C, H, W) view of the (H, W, C) array, not a copy: the collate's stacking copy is the only one.
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
 
 

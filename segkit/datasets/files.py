@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,18 @@ import numpy as np
 import torch
 
 from segkit.datasets.base import SegmentationDataset, to_sample
+from segkit.datasets.normalization import Normalization, resolve_normalization
 from segkit.datasets.shapes import instance_target
+from segkit.datasets.tiff import ImageInfo, is_tiff, read_tiff, tiff_info
 
 __all__ = [
     "BadSampleError",
     "BadSampleLog",
     "check_items",
     "FileDataset",
+    "ImageInfo",
     "LabelTable",
+    "image_info",
     "image_size",
     "read_image",
     "read_mask",
@@ -38,12 +43,30 @@ class BadSampleError(ValueError):
 _DECODE_RGB: int = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file as ``(H, W, 3)`` uint8 RGB with OpenCV (faster than PIL here).
+class _MissingFileError(BadSampleError, FileNotFoundError):
+    """A file that does not exist: a bad sample for the datasets, a ``FileNotFoundError`` for everyone else."""
 
-    Truncated JPEGs (which OpenCV would decode partially with a warning only) and undecodable
-    files raise ``BadSampleError`` naming the file.
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file: ``(H, W, 3)`` uint8 RGB, or for TIFF files ``(H, W, C)`` as stored.
+
+    TIFF files (``.tif``/``.tiff``, read with ``tifffile``) keep their bands and pixel type: uint8,
+    uint16 and float32 as stored, other types as float32. A 2-D TIFF is one channel ``(H, W, 1)``.
+    A 3-D TIFF is band-first ``(C, H, W)`` (and transposed to ``(H, W, C)``) when tifffile's axes
+    say so (``SYX``: separate sample planes), channels-last when they say ``YXS``, and otherwise when
+    its first axis is strictly shorter than the two others (a stack of C pages of ``H x W``).
+
+    Other formats (PNG, JPEG, ...) are decoded with OpenCV (faster than PIL here) as uint8 RGB, grey
+    and RGBA images included. Truncated JPEGs (which OpenCV would decode partially with a warning
+    only) and undecodable files raise ``BadSampleError`` naming the file; a missing file raises one
+    that is also a ``FileNotFoundError``.
+
+    Returns:
+        ``(H, W, C)`` array.
     """
+    if is_tiff(path):
+        with _tiff_errors(path):
+            return read_tiff(path)
     data = _read_bytes(path)
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
         # No end-of-image marker near the end: truncated, or a trailer after it (some cameras add one).
@@ -85,21 +108,49 @@ def read_mask(path: str | Path) -> np.ndarray:
     return mask
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """Return ``(H, W)`` from the file header only (cheap; used to check pairs at construction)."""
+def image_info(path: str | Path) -> ImageInfo:
+    """Return ``ImageInfo(height, width, channels, dtype)`` of ``read_image(path)`` from the file header only.
+
+    TIFF headers are read with ``tifffile`` (no pixels decoded); other formats with PIL, and they
+    always decode to 3-channel uint8.
+    """
+    if is_tiff(path):
+        with _tiff_errors(path):
+            return tiff_info(path)
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             w, h = im.size
+    except FileNotFoundError:
+        raise _MissingFileError(f"{path}: cannot read (No such file or directory)") from None
     except OSError as exc:
         raise BadSampleError(f"{path}: corrupt or unsupported image file ({exc})") from None
-    return h, w
+    return ImageInfo(h, w, 3, np.dtype(np.uint8))
+
+
+@contextlib.contextmanager
+def _tiff_errors(path: str | Path) -> Iterator[None]:
+    """The TIFF reader's errors as the ``BadSampleError`` every file dataset handles."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise _MissingFileError(f"{path}: cannot read (No such file or directory)") from None
+    except ValueError as exc:
+        raise BadSampleError(str(exc)) from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Return ``(H, W)`` from the file header only (cheap; used to check pairs at construction)."""
+    info = image_info(path)
+    return info.height, info.width
 
 
 def _read_bytes(path: str | Path) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise _MissingFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except OSError as exc:
         raise BadSampleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if data.size == 0:
@@ -226,20 +277,104 @@ class FileDataset(SegmentationDataset):
     worker's traceback says which sample failed. With ``on_bad_sample="skip"`` a bad sample is
     replaced by the next good one (batches keep their size), recorded in ``bad_samples`` and
     attached to the sample under ``"bad_samples"``.
+
+    Attributes:
+        in_channels: channels of the images (3 unless ``_init_image_format`` read another count).
+        image_dtype: their pixel type as stored ("uint8", "uint16", "float32").
+        normalization: the ``Normalization`` applied to samples (raw pixel units; ImageNet for uint8 RGB).
+        normalization_source: "default" (ImageNet), "given" (``mean=``/``std=``) or "computed" (from the images).
     """
 
     items: list[Any]
     transforms: Callable[..., dict[str, Any]] | None = None
+    in_channels: int = 3
+    image_dtype: str = "uint8"
+    normalization: Normalization = Normalization.imagenet()
+    normalization_source: str = "default"
 
-    def _init_common(self, transforms: Callable[..., dict[str, Any]] | None, on_bad_sample: str) -> None:
+    def _init_common(
+        self,
+        transforms: Callable[..., dict[str, Any]] | None,
+        on_bad_sample: str,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+    ) -> None:
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"{type(self).__name__}: on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
+        if (mean is None) != (std is None):
+            raise ValueError(f"{type(self).__name__}: give both mean= and std= (raw pixel units, one per channel)")
         from segkit.datasets.transforms import build_transforms
 
-        # A mapping (from a YAML config) names a preset's options; callables pass through.
+        # A mapping (from a YAML config) names a preset's options; callables pass through. The preset is
+        # built again with the data's own statistics once the images are known (_init_image_format).
+        self._transforms_spec = transforms
         self.transforms = build_transforms(transforms)
+        self._given_stats = None if mean is None or std is None else (mean, std)
         self.on_bad_sample = on_bad_sample
         self.bad_samples = BadSampleLog(type(self).__name__)
+
+    def _init_image_format(self, max_images: int = 32) -> None:
+        """Set ``in_channels`` and ``image_dtype`` from the first image's header and settle ``normalization``.
+
+        Called at the end of a subclass's constructor (once ``items`` is filled). Statistics given as
+        ``mean=``/``std=`` are checked against the channel count; without them, 3-channel uint8
+        images take ImageNet's, and other images (16-bit, float, multi-band) statistics computed from
+        up to ``max_images`` of the dataset's images, evenly spread, said in one line (``segkit
+        inspect`` prints them over the whole set; pass them as ``mean=``/``std=`` to fix them).
+
+        Args:
+            max_images: images read to compute statistics.
+
+        Raises:
+            ValueError: given statistics whose length is not the channel count.
+        """
+        if not self.items:
+            return
+        info = self._first_image_info()
+        self.in_channels, self.image_dtype = info.channels, info.dtype.name
+        from segkit.datasets.inspect import channel_stats
+
+        norm, self.normalization_source = resolve_normalization(
+            type(self).__name__,
+            info.channels,
+            info.dtype,
+            self._given_stats,
+            lambda: channel_stats(self, max_images=max_images),
+            (min(len(self.items), max_images), len(self.items)),
+        )
+        self.set_normalization(norm, announce=True)
+
+    def _first_image_info(self) -> ImageInfo:
+        """The channels and pixel type of the first readable image (non-TIFF files are RGB: no file read)."""
+        for index in range(len(self.items)):
+            path = self.item_path(index)
+            if not is_tiff(path):
+                return ImageInfo(0, 0, 3, np.dtype(np.uint8))
+            try:
+                return image_info(path)
+            except BadSampleError:
+                if self.on_bad_sample == "raise":
+                    raise
+        raise BadSampleError(f"{type(self).__name__}: no readable image among the {len(self.items)} files")
+
+    def set_normalization(self, normalization: Normalization | Mapping[str, Any], announce: bool = False) -> None:
+        """Normalise this dataset's samples with ``normalization`` (raw pixel units), e.g. the training data's.
+
+        A transforms preset given as a mapping is rebuilt with these statistics (and without colour
+        jitter unless the images are 3-channel uint8); a transforms callable is left as it is.
+
+        Args:
+            normalization: a ``Normalization`` or a ``{"mean", "std"}`` mapping.
+            announce: print the preset's notes (once, at construction).
+        """
+        from segkit.datasets.transforms import build_transforms
+
+        self.normalization = Normalization.coerce(normalization)
+        spec = getattr(self, "_transforms_spec", None)
+        if isinstance(spec, Mapping):
+            self.transforms = build_transforms(
+                spec, self.normalization, self.image_dtype, name=type(self).__name__, quiet=not announce
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -282,7 +417,7 @@ class FileDataset(SegmentationDataset):
         image, mask, inst = self.load_raw(index)
         path = self.item_path(index)
         if inst is None:
-            return to_sample(image, mask, self.transforms, path)
+            return to_sample(image, mask, self.transforms, path, normalization=self.normalization)
         return instance_sample(image, mask, inst, self.transforms, path, index)
 
 

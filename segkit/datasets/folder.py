@@ -43,6 +43,10 @@ class FolderDataset(FileDataset):
         transforms: albumentations ``Compose``; None normalises only.
         on_bad_sample: "raise" or "skip".
         check_files: check every pair at construction (headers only).
+        mean, std: per-channel normalisation statistics in raw pixel units (a number is used for every
+            channel); None: ImageNet's for 3-channel uint8 images, else computed from a sample of the
+            images at construction (see ``FileDataset._init_image_format``). Multi-band TIFFs set
+            ``in_channels``.
     """
 
     task = "semantic"
@@ -58,8 +62,10 @@ class FolderDataset(FileDataset):
         transforms: Callable[..., dict[str, Any]] | None = None,
         on_bad_sample: str = "raise",
         check_files: bool = True,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
     ) -> None:
-        self._init_common(transforms, on_bad_sample)
+        self._init_common(transforms, on_bad_sample, mean, std)
         self.root = Path(root)
         self.ignore_index = ignore_index
         images_dir, masks_dir = self.root / "images", self.root / "masks"
@@ -94,6 +100,7 @@ class FolderDataset(FileDataset):
             raise ValueError(f"folder: {len(self.class_names)} class_names for num_classes={self.num_classes}")
         self.palette = self.colours if self.colours is not None else default_palette(self.num_classes)
         self.table = LabelTable(self.num_classes, ignore_index=ignore_index)
+        self._init_image_format()  # in_channels and dtype from the first image's header; normalization
 
     def _infer(self) -> int:
         """Number of classes = largest label in any mask (other than ``ignore_index``) + 1."""

@@ -1,4 +1,4 @@
-"""``segkit inspect``: per-class pixel counts and image count of a dataset split (raw labels, no transforms)."""
+"""``segkit inspect``: per-class pixel counts, image count and per-channel statistics of a dataset split (raw files)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["class_pixel_counts", "format_counts"]
+__all__ = ["channel_stats", "class_pixel_counts", "format_counts"]
+
+_CHUNK = 1 << 20  # pixels per float64 block: bounded memory on large tiles
 
 
 def class_pixel_counts(dataset: Any) -> tuple[np.ndarray, np.ndarray, int]:
@@ -59,3 +61,64 @@ def format_counts(dataset: Any, pixels: np.ndarray, images: np.ndarray, ignored:
     share = 100.0 * ignored / total if total else 0.0
     lines.append(f"{'-':>3}  {'ignored':<{width}}  {ignored:>12}  {share:>6.2f}%")
     return "\n".join(lines)
+
+
+def channel_stats(dataset: Any, max_images: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of a file dataset's raw images, in raw pixel units.
+
+    These are the ``mean=``/``std=`` a dataset takes (``Normalization``): computed from the images as
+    stored (``load_raw``, no transforms), over every pixel of the images used. Sums are float64 and
+    taken around the first image's mean, so 16-bit and float data lose no precision.
+
+    Args:
+        dataset: a dataset with ``load_raw`` (``FileDataset``), or a ``torch.utils.data.Subset`` of one.
+        max_images: read at most this many images, evenly spread over the dataset; None reads all.
+
+    Returns:
+        ``(mean, std)``, each ``(C,)`` float64; ``std`` is the population standard deviation.
+
+    Raises:
+        ValueError: an empty dataset, or an image whose channel count differs from the first's (named).
+        TypeError: the dataset has no ``load_raw``.
+    """
+    source = getattr(dataset, "dataset", dataset) if hasattr(dataset, "indices") else dataset
+    indices = list(getattr(dataset, "indices", range(len(dataset))))
+    if not hasattr(source, "load_raw"):
+        raise TypeError(f"channel_stats: {type(source).__name__} has no load_raw (a segkit file dataset is needed)")
+    if max_images is not None and 0 < max_images < len(indices):
+        picks = np.unique(np.linspace(0, len(indices) - 1, max_images).round().astype(np.int64))
+        indices = [indices[int(i)] for i in picks]
+    skip = getattr(source, "on_bad_sample", "raise") == "skip"
+    shift: np.ndarray | None = None
+    total = squares = np.zeros(0)
+    count, first = 0, ""
+    for index in indices:
+        try:
+            image = np.asarray(source.load_raw(int(index))[0])
+        except ValueError:  # BadSampleError: skipped like the loader skips it, else raised (it names the file)
+            if skip:
+                continue
+            raise
+        pixels = image.reshape(-1, image.shape[2] if image.ndim == 3 else 1)
+        if shift is None:
+            first = _path(source, index)
+            shift = pixels.mean(0, dtype=np.float64)
+            total, squares = np.zeros_like(shift), np.zeros_like(shift)
+        elif pixels.shape[1] != shift.size:
+            raise ValueError(
+                f"{_path(source, index)}: {pixels.shape[1]} channels, but {first} has {shift.size}; "
+                f"every image of a dataset needs the same bands"
+            )
+        for start in range(0, len(pixels), _CHUNK):
+            block = pixels[start : start + _CHUNK].astype(np.float64) - shift
+            total += block.sum(0)
+            squares += np.einsum("ij,ij->j", block, block)
+        count += len(pixels)
+    if shift is None or count == 0:
+        raise ValueError(f"channel_stats: no readable image in {type(source).__name__}")
+    centred = total / count
+    return shift + centred, np.sqrt(np.maximum(squares / count - centred**2, 0.0))
+
+
+def _path(dataset: Any, index: int) -> str:
+    return str(dataset.item_path(index)) if hasattr(dataset, "item_path") else f"image {index}"

@@ -7,12 +7,16 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import inspect  # noqa: E402
-from collections.abc import Callable, Mapping  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable, Mapping, Sequence  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+if TYPE_CHECKING:
+    from segkit.datasets.normalization import Normalization
 
 __all__ = [
     "build_transforms",
@@ -29,8 +33,9 @@ def train_transforms(
     hflip: float = 0.5,
     color_jitter: float = 0.2,
     ignore_index: int = 255,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    max_pixel_value: float = 255.0,
 ) -> A.Compose:
     """Random scale, crop (padding masks with ``ignore_index``), flip, colour jitter, normalise.
 
@@ -38,12 +43,15 @@ def train_transforms(
         crop_size: output ``S`` or ``(H, W)``.
         scale: range of the random rescale factor.
         hflip: probability of a horizontal flip.
-        color_jitter: strength of brightness/contrast/saturation jitter (0 disables it).
+        color_jitter: strength of brightness/contrast/saturation jitter (0 disables it; it needs
+            3-channel uint8 RGB images).
         ignore_index: mask value of padded pixels, so padding never counts as a class.
-        mean, std: normalisation statistics (RGB, in [0, 1] units).
+        mean, std: normalisation statistics, one per channel, in units of ``max_pixel_value``
+            (default: ImageNet RGB in [0, 1]); ``Normalization.albumentations_kwargs`` converts raw ones.
+        max_pixel_value: the pixel value that is 1.0 (255 for uint8, 65535 for uint16, 1 for float).
 
     Returns:
-        An ``A.Compose`` called as ``t(image=HxWx3 uint8, mask=HxW)`` returning float32 HxWx3 and the mask.
+        An ``A.Compose`` called as ``t(image=HxWxC, mask=HxW)`` returning float32 HxWxC and the mask.
     """
     h, w = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
     steps: list = [
@@ -54,19 +62,22 @@ def train_transforms(
     ]
     if color_jitter > 0:
         steps.append(A.ColorJitter(color_jitter, color_jitter, color_jitter, 0.0, p=0.8))
-    steps.append(A.Normalize(mean=mean, std=std))
+    steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=max_pixel_value))
     return A.Compose(steps)
 
 
 def eval_transforms(
-    mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_pixel_value: float = 255.0
 ) -> A.Compose:
     """Normalisation only (evaluation runs at full resolution).
 
+    Args:
+        mean, std, max_pixel_value: as for ``train_transforms``.
+
     Returns:
-        An ``A.Compose`` mapping ``image=HxWx3 uint8`` to float32 normalised, masks unchanged.
+        An ``A.Compose`` mapping ``image=HxWxC`` to float32 normalised, masks unchanged.
     """
-    return A.Compose([A.Normalize(mean=mean, std=std)])
+    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=max_pixel_value)])
 
 
 def instance_train_transforms(
@@ -75,8 +86,9 @@ def instance_train_transforms(
     hflip: float = 0.5,
     color_jitter: float = 0.2,
     ignore_index: int = 255,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    max_pixel_value: float = 255.0,
 ) -> A.Compose:
     """The ``train_transforms`` steps for instance datasets (``coco``, ``cityscapes`` with ``task="instance"``).
 
@@ -87,28 +99,41 @@ def instance_train_transforms(
     of an instance. Only geometric steps that move masks with the image belong here.
 
     Args:
-        crop_size, scale, hflip, color_jitter, ignore_index, mean, std: as for ``train_transforms``.
+        crop_size, scale, hflip, color_jitter, ignore_index, mean, std, max_pixel_value: as for
+            ``train_transforms``.
 
     Returns:
         An ``A.Compose`` called as ``t(image=..., mask=..., masks=[...])``.
     """
-    return train_transforms(crop_size, scale, hflip, color_jitter, ignore_index, mean, std)
+    return train_transforms(crop_size, scale, hflip, color_jitter, ignore_index, mean, std, max_pixel_value)
 
 
 def instance_eval_transforms(
-    mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, max_pixel_value: float = 255.0
 ) -> A.Compose:
     """Normalisation only, for instance datasets (masks and boxes unchanged)."""
-    return eval_transforms(mean, std)
+    return eval_transforms(mean, std, max_pixel_value)
 
 
-def build_transforms(spec: Callable[..., Any] | Mapping[str, Any] | None) -> Callable[..., Any] | None:
+def build_transforms(
+    spec: Callable[..., Any] | Mapping[str, Any] | None,
+    normalization: Normalization | None = None,
+    image_dtype: str = "uint8",
+    name: str = "transforms",
+    quiet: bool = False,
+) -> Callable[..., Any] | None:
     """Turn a YAML-friendly transform spec into a callable (so configs can set augmentation).
 
     Args:
         spec: None (normalise only), a callable (returned unchanged), or a mapping of
             ``train_transforms`` keyword arguments, e.g. ``{crop_size: [256, 256], scale: [0.75, 1.25]}``
             (``preset: eval`` selects ``eval_transforms`` instead).
+        normalization: the dataset's statistics (raw pixel units): the preset normalises with them
+            (``mean``/``std`` then belong to the dataset, not to the mapping). Unless the images are
+            3-channel uint8, colour jitter is left out of the train preset, said in one line.
+        image_dtype: the pixel type of the dataset's images (sets ``max_pixel_value``).
+        name: who is building (named in messages).
+        quiet: do not print the colour-jitter note.
 
     Returns:
         The callable, or None.
@@ -133,4 +158,21 @@ def build_transforms(spec: Callable[..., Any] | Mapping[str, Any] | None) -> Cal
     for key in ("crop_size", "scale", "mean", "std"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
+    if normalization is not None:
+        own = normalization.albumentations_kwargs(image_dtype)
+        given = sorted(set(own) & set(kwargs))
+        if any(np.asarray(kwargs[k], np.float64).tolist() != np.asarray(own[k], np.float64).tolist() for k in given):
+            raise ValueError(
+                f"{name}: transforms option(s) {given} conflict with the dataset's normalisation; give the "
+                f"statistics to the dataset (mean=, std= in raw pixel units) and drop them from transforms"
+            )
+        kwargs.update(normalization.albumentations_kwargs(image_dtype))
+        rgb8 = normalization.channels == 3 and np.dtype(image_dtype) == np.uint8
+        if preset == "train" and not rgb8 and kwargs.get("color_jitter", 0.2) > 0:
+            kwargs["color_jitter"] = 0.0
+            if not quiet:
+                print(
+                    f"{name}: color_jitter skipped (ColorJitter needs 3-channel uint8 RGB; these images are "
+                    f"{normalization.channels}-channel {np.dtype(image_dtype).name})"
+                )
     return builder(**kwargs)

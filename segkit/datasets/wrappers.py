@@ -10,7 +10,7 @@ from torch.utils.data import ConcatDataset
 
 __all__ = ["DatasetInfo", "dataset_info"]
 
-_FIELDS = ("num_classes", "class_names", "palette", "ignore_index", "task")
+_FIELDS = ("num_classes", "class_names", "palette", "ignore_index", "task", "in_channels", "normalization")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class DatasetInfo:
         palette: ``(num_classes, 3)`` uint8 RGB colours.
         ignore_index: the label of ignored pixels (255 when the dataset does not say).
         task: "semantic" or "instance".
+        in_channels: image channels (file datasets; multi-band TIFFs have more than 3).
+        normalization: the ``Normalization`` the samples are normalised with (file datasets).
     """
 
     num_classes: int | None = None
@@ -30,6 +32,8 @@ class DatasetInfo:
     palette: np.ndarray | None = None
     ignore_index: int = 255
     task: str | None = None
+    in_channels: int | None = None
+    normalization: Any = None
 
 
 def dataset_info(dataset: Any) -> DatasetInfo:
@@ -63,6 +67,8 @@ def dataset_info(dataset: Any) -> DatasetInfo:
         palette=None if palette is None else np.asarray(palette),
         ignore_index=255 if ignore is None else int(ignore),
         task=values["task"],
+        in_channels=None if values["in_channels"] is None else int(values["in_channels"]),
+        normalization=values["normalization"],
     )
 
 

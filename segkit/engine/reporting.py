@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD, default_palette
+from segkit.datasets.base import default_palette
+from segkit.datasets.normalization import Normalization
 from segkit.datasets.wrappers import dataset_info
 from segkit.engine.state import to_device, truncate_jsonl
 from segkit.metrics import CocoEvaluator, ConfusionMatrix
@@ -31,12 +32,15 @@ __all__ = [
 ]
 
 
-def denormalize(image: torch.Tensor) -> np.ndarray:
-    """Undo ImageNet normalisation: ``(3, H, W)`` float -> ``(H, W, 3)`` uint8."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    rgb = (image.detach().float().cpu() * std + mean).clamp(0, 1) * 255
-    return (rgb + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+def denormalize(image: torch.Tensor, normalization: Normalization | Mapping[str, Any] | None = None) -> np.ndarray:
+    """Undo the training normalisation for display: ``(C, H, W)`` float -> ``(H, W, 3)`` uint8.
+
+    Args:
+        image: a normalised sample image.
+        normalization: its statistics (None: ImageNet RGB); multi-band and 16-bit images show their
+            first 3 channels rescaled to 0..255 (``Normalization.to_display``).
+    """
+    return Normalization.coerce(normalization).to_display(image)
 
 
 @torch.no_grad()
@@ -48,6 +52,7 @@ def prediction_overlay(
     num_classes: int,
     palette: Any = None,
     score_threshold: float = 0.5,
+    normalization: Normalization | None = None,
 ) -> np.ndarray:
     """Predict one validation sample and return its coloured overlay ``(H, W, 3)`` uint8.
 
@@ -59,6 +64,7 @@ def prediction_overlay(
         device: where to run the model.
         num_classes: for the default palette.
         palette: ``(C, 3)`` uint8 colours, or None.
+        normalization: the training statistics (to show the image); None: ImageNet RGB.
     """
     image = sample["image"].to(device)
     if task == "instance":
@@ -75,7 +81,7 @@ def prediction_overlay(
         logits = out[0] if isinstance(out, (tuple, list)) else out
         label_map = logits.argmax(1)[0]
     pal = np.asarray(palette, dtype=np.uint8) if palette is not None else default_palette(num_classes)
-    return overlay_mask(denormalize(sample["image"]), label_map.cpu().numpy(), pal)
+    return overlay_mask(denormalize(sample["image"], normalization), label_map.cpu().numpy(), pal)
 
 
 def conv_weights(model: nn.Module, count: int = 4) -> dict[str, np.ndarray]:
@@ -114,7 +120,13 @@ def log_visuals(trainer: Trainer) -> None:
         model = trainer.eval_model
         was_training = model.training
         overlay = prediction_overlay(
-            model.eval(), trainer.val_data[0], trainer.task, trainer.device, trainer.num_classes or 2, trainer.palette
+            model.eval(),
+            trainer.val_data[0],
+            trainer.task,
+            trainer.device,
+            trainer.num_classes or 2,
+            trainer.palette,
+            normalization=getattr(trainer, "normalization", None),
         )
         model.train(was_training)
         for t in extra:

@@ -239,6 +239,9 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         "class_names": trainer.class_names,
         "ignore_index": trainer.ignore_index,
         "palette": None if trainer.palette is None else np.asarray(trainer.palette).astype(int).tolist(),
+        # Raw-unit per-channel statistics of the training images (Predictor normalises new images with them).
+        "normalization": None if (norm := getattr(trainer, "normalization", None)) is None else norm.to_dict(),
+        "in_channels": getattr(trainer, "in_channels", None),
         "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
     }
 

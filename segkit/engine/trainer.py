@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from segkit.datasets import build_dataset, collate_instances, collate_semantic, dataset_info, predict_unpadded
 from segkit.datasets.files import BadSampleLog
+from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine import distributed as ddp
 from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -86,8 +87,8 @@ class Trainer:
     scaler, EMA, RNG states (rank 0's), callback states and the position inside the epoch.
 
     Args:
-        model: an ``nn.Module``, a registered name (built with the dataset's ``num_classes``), or a
-            mapping ``{"name": ..., **kwargs}``.
+        model: an ``nn.Module``, a registered name (built with the dataset's ``num_classes``, and its
+            ``in_channels`` when the images have other than 3), or a mapping ``{"name": ..., **kwargs}``.
         loss: a module, a name (``"ce"``, ``"ce+dice"``), a ``{name: weight}`` mapping, or None for the
             model's ``default_loss`` or ``ce`` (unused for instance models, which return their losses).
             A name is built with the dataset's ``ignore_index``; a module using another one is refused.
@@ -212,6 +213,11 @@ class Trainer:
         self.ignore_index: int = meta.ignore_index
         self.class_names: list[str] | None = list(meta.class_names or []) or None
         self.palette = meta.palette
+        # Multi-band data: the model's input width and the statistics Predictor must reuse come from the data.
+        norm = meta.normalization
+        self.normalization: Normalization | None = None if norm is None else Normalization.coerce(norm)
+        self.in_channels: int | None = meta.in_channels
+        share_normalization(self.val_data, self.normalization)  # validate as trained
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
         module = self._build_model(model).to(self.device)
@@ -278,19 +284,28 @@ class Trainer:
         model_kwargs = dict(cfg.model.params)
         info = dataset_info(train_ds)
         model_kwargs.setdefault("num_classes", info.num_classes)
+        if (info.in_channels or 3) != 3:  # multi-band images: the model's input width comes from the data
+            model_kwargs.setdefault("in_channels", info.in_channels)
         model = build_model(cfg.model.name, **model_kwargs)
         loss = None if cfg.loss is None else build_loss_for_dataset(cfg.loss.name, info.ignore_index, cfg.loss.params)
         kwargs = {**dataclasses.asdict(cfg.train), **overrides}
         resolved = config_to_dict(cfg)
         resolved["model"]["num_classes"] = model_kwargs["num_classes"]
+        if "in_channels" in model_kwargs:
+            resolved["model"]["in_channels"] = model_kwargs["in_channels"]
+        inner: Any = getattr(train_ds, "dataset", train_ds)  # a torch Subset keeps the segkit dataset as .dataset
+        if getattr(inner, "normalization_source", None) == "computed":  # reruns and `segkit evaluate` reuse them
+            resolved["data"].update(mean=list(inner.normalization.mean), std=list(inner.normalization.std))
         return cls(model, loss, train_ds, val_ds, trackers=cfg.trackers, config=resolved, **kwargs)
 
     def _build_model(self, model: nn.Module | str | Mapping[str, Any]) -> nn.Module:
         if isinstance(model, nn.Module):
             return model
+        # Images with other than 3 channels (multi-band TIFFs): the input width comes from the data.
+        extra = {"in_channels": self.in_channels} if self.in_channels not in (None, 3) else {}
         if isinstance(model, str):
-            return build_model(model, num_classes=self.num_classes)
-        kwargs = dict(model)
+            return build_model(model, num_classes=self.num_classes, **extra)
+        kwargs = {**extra, **dict(model)}
         name = kwargs.pop("name")
         kwargs.setdefault("num_classes", self.num_classes)
         return build_model(name, **kwargs)

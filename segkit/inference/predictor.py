@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
+from segkit.datasets.files import read_image
+from segkit.datasets.normalization import Normalization, pixel_range
 from segkit.engine.checkpoint import load_checkpoint
 from segkit.inference.instances import Instances, is_detection_model
 from segkit.inference.window import sliding_window, tta_logits
@@ -21,26 +22,6 @@ __all__ = ["Predictor", "read_image"]
 ImageLike = str | Path | np.ndarray | torch.Tensor
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not a readable image (truncated, corrupt); the message names it.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-
-
 def _normalises_inside(model: nn.Module) -> bool:
     """True when a torchvision detector's own transform normalises (its mean/std are not the identity)."""
     transform = getattr(model, "transform", None)
@@ -48,19 +29,6 @@ def _normalises_inside(model: nn.Module) -> bool:
     if mean is None or std is None:
         return True
     return any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std)
-
-
-def _as_rgb(image: Any) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"predict: expected an (H, W, 3) RGB image, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"predict: expected a uint8 image array, got {arr.dtype} (pass floats as a tensor)")
-    return arr
 
 
 class Predictor:
@@ -75,9 +43,11 @@ class Predictor:
         class_names: names per class index (default: ``model.class_names`` if present).
         palette: ``(C, 3)`` uint8 colours.
         device: "auto", "cpu", "cuda", ...
-        mean, std: normalisation used in training (RGB, [0, 1] units). Detectors: applied when the
-            model's own transform does not normalise (segkit's ``mask_rcnn``); a plain torchvision
-            detector gets ``[0, 1]`` images and normalises inside.
+        normalization: the training images' statistics, a ``Normalization`` or ``{"mean", "std"[,
+            "dtype"]}`` in raw pixel units (what checkpoints store; ``from_checkpoint`` reads it);
+            None: ImageNet for uint8 RGB. New images must have its channel count (and pixel type).
+            Detectors: applied when the model's own transform does not normalise (segkit's
+            ``mask_rcnn``); a plain torchvision detector gets ``[0, 1]`` images and normalises inside.
         window: sliding-window side (or ``(h, w)``) for large images; None = whole image at once.
         overlap: fraction shared by neighbouring windows, in [0, 1).
         weighting: "gaussian" or "uniform" blending of overlapping window logits.
@@ -98,8 +68,7 @@ class Predictor:
         class_names: Sequence[str] | None = None,
         palette: np.ndarray | Sequence[Sequence[int]] | None = None,
         device: str | torch.device = "auto",
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        normalization: Normalization | Mapping[str, Any] | None = None,
         *,
         window: int | Sequence[int] | None = None,
         overlap: float = 0.25,
@@ -122,8 +91,7 @@ class Predictor:
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names = list(names) if names is not None else None
         self.palette = None if palette is None else np.asarray(palette, dtype=np.uint8)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.normalization = Normalization.coerce(normalization)
         self.window = window
         self.overlap = float(overlap)
         self.weighting = weighting
@@ -143,7 +111,9 @@ class Predictor:
             **kwargs: other ``Predictor`` options (``window``, ``tta``, ``min_confidence``, ...).
 
         Pretrained-weight options of the saved config (``encoder_weights``, ``weights``) are dropped,
-        so nothing is downloaded (see ``segkit.export.model_from_checkpoint``).
+        so nothing is downloaded (see ``segkit.export.model_from_checkpoint``). New images are
+        normalised with the checkpoint's ``normalization`` (checkpoints written before segkit stored
+        it have none: ImageNet statistics for uint8 RGB, what their training used).
 
         Raises:
             CheckpointError: unreadable file, no model config inside, or weights that do not fit.
@@ -152,6 +122,7 @@ class Predictor:
 
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(path, ckpt)
+        kwargs.setdefault("normalization", ckpt.get("normalization"))
         return cls(model, ckpt.get("class_names"), ckpt.get("palette"), device=device, **kwargs)
 
     # ----------------------------------------------------------------- public API
@@ -166,10 +137,11 @@ class Predictor:
         """Predict one image or a batch.
 
         Args:
-            image: a file path; an ``(H, W, 3)`` uint8 array; an ``(N, H, W, 3)`` uint8 array; a list
-                of paths/arrays (sizes may differ); or a float tensor ``(N, 3, H, W)`` / ``(3, H, W)``
-                passed to the model as is, so normalised like the training data (a plain torchvision
-                detector: RGB in [0, 1]).
+            image: a file path (multi-band TIFFs too, see ``read_image``); an ``(H, W, C)`` array with
+                the training images' channels and pixel type (uint8 RGB by default); an ``(N, H, W, C)``
+                array; a list of paths/arrays (sizes may differ); or a float tensor ``(N, C, H, W)`` /
+                ``(C, H, W)`` passed to the model as is, so normalised like the training data (a plain
+                torchvision detector: RGB in [0, 1]).
             min_confidence: instances only; overrides the predictor's threshold for this call.
             classes: instances only; keep only these labels or names.
 
@@ -196,7 +168,7 @@ class Predictor:
         return self._predict_arrays([image])[0]
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, C, H, W)`` at the input size for normalised images ``(N, 3, H, W)``.
+        """Logits ``(N, K, H, W)`` at the input size for normalised images ``(N, C, H, W)``.
 
         Applies the sliding window (``window``) and test-time augmentation (``tta``) when set.
         """
@@ -215,9 +187,13 @@ class Predictor:
         return fn(x)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """``(H, W, 3)`` uint8 -> normalised ``(1, 3, H, W)`` float32 on the device."""
-        x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
-        return ((x - self.mean) / self.std).to(self.device)
+        """``(H, W, C)`` image -> ``(1, C, H, W)`` float32 on the device, ``(x - mean) / std`` with ``normalization``.
+
+        Raises:
+            ValueError: the image's channels or pixel type differ from the training images'.
+        """
+        x = self.normalization.apply(self.normalization.check_image(image, "preprocess"))
+        return torch.from_numpy(x).permute(2, 0, 1)[None].to(self.device)
 
     def __call__(self, image: Any, **kwargs: Any) -> Any:
         return self.predict(image, **kwargs)
@@ -234,7 +210,7 @@ class Predictor:
         return out
 
     def _predict_arrays(self, arrays: list[Any]) -> list[np.ndarray]:
-        rgb = [_as_rgb(a) for a in arrays]
+        rgb = [self.normalization.check_image(a) for a in arrays]
         results: list[np.ndarray | None] = [None] * len(rgb)
         # Same-sized images share forward passes; the others go one by one.
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -261,12 +237,14 @@ class Predictor:
             tensors = [t.float().to(self.device) for t in batch]
         else:
             items: list[Any] = [image] if single else list(image)
-            arrays = [_as_rgb(read_image(p) if isinstance(p, (str, Path)) else p) for p in items]
-            unit = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(255) for a in arrays]
-            # segkit's Mask R-CNN takes ImageNet-normalised images, like its training data; a plain
-            # torchvision detector normalises [0, 1] images itself.
-            norm = not _normalises_inside(self.model)
-            tensors = [((t - self.mean[0]) / self.std[0] if norm else t).to(self.device) for t in unit]
+            arrays = [self.normalization.check_image(read_image(p) if isinstance(p, (str, Path)) else p) for p in items]
+            # segkit's Mask R-CNN takes images normalised like its training data; a plain torchvision
+            # detector normalises [0, 1] images itself.
+            if _normalises_inside(self.model):
+                unit = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(pixel_range(a.dtype)) for a in arrays]
+            else:
+                unit = [torch.from_numpy(self.normalization.apply(a)).permute(2, 0, 1) for a in arrays]
+            tensors = [t.to(self.device) for t in unit]
         out: list[Instances] = []
         for j in range(0, len(tensors), self.batch_size):
             chunk = tensors[j : j + self.batch_size]

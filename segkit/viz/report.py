@@ -171,11 +171,6 @@ def plot_worst(
     return fig
 
 
-def _denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
-    img = (x.cpu() * std[0] + mean[0]).clamp(0, 1).mul(255).round().byte()
-    return img.permute(1, 2, 0).numpy()
-
-
 def _run_config(run_dir: Path, ckpt_path: Path) -> dict[str, Any]:
     import yaml
 
@@ -213,6 +208,7 @@ def evaluate_run(
     """
     from segkit.config import ConfigError, config_from_dict
     from segkit.datasets import build_dataset, collate_semantic, dataset_info, predict_unpadded
+    from segkit.datasets.normalization import share_normalization
     from segkit.inference import Predictor
     from segkit.metrics import ConfusionMatrix
 
@@ -226,6 +222,7 @@ def evaluate_run(
     if params is None:
         raise ConfigError(f"{run_dir}: the config has no val data block")
     data = build_dataset(cfg.data.name, **params)
+    share_normalization(data, predictor.normalization)  # the checkpoint's statistics, not the split's own
     info = dataset_info(data)
     if info.num_classes is None:
         raise ConfigError(f"{run_dir}: the validation dataset ({cfg.data.name}) has no num_classes")
@@ -254,7 +251,7 @@ def evaluate_run(
     worst = []
     for neg, _, (batch, k, pred) in sorted(heap, key=lambda e: -e[0]):
         h, w = batch["image_sizes"][k].tolist()  # without the padding
-        image = _denormalize(batch["image"][k, :, :h, :w], predictor.mean, predictor.std)
+        image = predictor.normalization.to_display(batch["image"][k, :, :h, :w])
         worst.append((-neg, image, batch["mask"][k, :h, :w].numpy(), pred[k, :h, :w].numpy(), str(batch["path"][k])))
     return {"confusion": cm, "worst": worst, "predictor": predictor}
 
