@@ -367,6 +367,12 @@ class _Context:
                 present = stats.present()
                 labelled = [v for v in present if v != ign]
             k = max(labelled) + 1
+            if k < 2:
+                raise MaskEncodingError(
+                    f"{self.first}: the {stats.files} label files hold only the value 0"
+                    f"{f' and ignore_index {ign}' if ign in present else ''}: one class, nothing to learn. Remedy: "
+                    "check the masks are not blank (all background); binary masks need 0 and a foreground value"
+                )
             gaps = sorted(set(range(k)) - set(labelled))
             if gaps and kind != "palette":
                 raise MaskEncodingError(_gap_error(self.first, labelled, gaps, ign, ign in present, stats.files))
@@ -404,10 +410,15 @@ class _Context:
         if len(classes) < 2:
             if stats.files < len(self.paths):
                 return self._finish(enc, count_masks(self.paths, progress=True))
+            hint = ""
+            if enc.ignored_share > 0 and enc.kind not in ("binary", "values"):
+                hint = (
+                    f"; {100 * enc.ignored_share:.1f}% of the pixels are {enc.ignore_index} (ignore_index): if "
+                    f"that value marks a class, pass mask_values=[0, {enc.ignore_index}]"
+                )
             raise MaskEncodingError(
                 f"{self.first}: every labelled pixel of the {stats.files} label files is class {int(classes[0])}: "
-                "a model would learn a constant. Remedy: check the masks are not blank, and that the stored values "
-                "are the classes (e.g. binary masks saved as 0/1 look black: that is fine; all-0 masks are not)"
+                f"a model would learn a constant. Remedy: check the masks are not blank{hint}"
             )
         empty = np.flatnonzero(enc.pixel_share == 0)
         if len(empty):
@@ -436,22 +447,25 @@ def _gap_error(path: Path, labelled: list[int], gaps: list[int], ign: int, has_i
     remedy = f"mask_values={labelled}"
     if has_ign:
         remedy += f" ({ign} stays ignore_index) or mask_values={[*labelled, ign]} if {ign} is a class"
+    if max(labelled) < ign:
+        remedy += (
+            f"; or, if they are indices and those classes are just absent, confirm with num_classes={max(labelled) + 1}"
+        )
     return (
         f"{path}: the {files} label files hold the values {labelled[:20]}{' ...' if len(labelled) > 20 else ''}, "
         f"so read as class indices they would make {max(labelled) + 1} classes, {len(gaps)} of them without a "
-        f"single pixel ({shown}): a greyscale encoding, not indices. Remedy: {remedy}; or, if they are indices "
-        f"and those classes are just absent, confirm with num_classes={max(labelled) + 1}"
+        f"single pixel ({shown}): a greyscale encoding, not indices. Remedy: {remedy}"
     )
 
 
 def _colour_error(path: Path, stats: MaskStats) -> str:
     colours, shares = stats.colours()
-    listing = ", ".join(f"{tuple(c)} {100 * s:.1f}%" for c, s in zip(colours[:12], shares[:12]))
+    listing = ", ".join(f"{tuple(int(x) for x in c)} {100 * s:.1f}%" for c, s in zip(colours[:12], shares[:12]))
     more = f" (and {len(colours) - 12} more, rarer: antialiased edges map to ignore_index)" if len(colours) > 12 else ""
     return (
         f"{path}: RGB colour masks, but no palette= maps colours to classes. {len(colours)} colours found in "
-        f"{stats.files} files: {listing}{more}. Remedy: pass palette= with one RGB colour per class, in class order; "
-        f"in a config, under data:\n{palette_block(colours[:20])}"
+        f"{stats.files} files: {listing}{more}. Remedy: pass palette= with one RGB colour per class, in class order "
+        f"(the block below lists them by share: reorder its lines into your classes); in a config, under data:\n{palette_block(colours[:20])}"
     )
 
 
