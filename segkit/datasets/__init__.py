@@ -15,16 +15,20 @@ from segkit.datasets import camvid, cityscapes, coco, folder, shapes, voc  # noq
 from segkit.datasets.base import SegmentationDataset, collate_instances, collate_semantic  # noqa: E402
 from segkit.datasets.coco import CocoFormatError  # noqa: E402
 from segkit.datasets.files import BadSampleError, BadSampleLog  # noqa: E402
+from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding  # noqa: E402
 
 __all__ = [
     "BadSampleError",
     "BadSampleLog",
     "CocoFormatError",
     "DATASETS",
+    "MaskEncoding",
+    "MaskEncodingError",
     "SegmentationDataset",
     "build_dataset",
     "collate_instances",
     "collate_semantic",
+    "detect_mask_encoding",
 ]
 
 

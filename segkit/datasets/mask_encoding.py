@@ -331,6 +331,11 @@ class _Context:
     def decide(self, group: str, modes: set[str], stats: MaskStats) -> MaskEncoding:
         if group == "rgb" and (self.colours is not None or not stats.grey_rgb):
             if self.colours is not None:
+                if self.num_classes is not None and self.num_classes != len(self.colours):
+                    raise MaskEncodingError(
+                        f"{self.first}: palette= has {len(self.colours)} colours but num_classes={self.num_classes}; "
+                        "give one colour per class (or leave num_classes out)"
+                    )
                 kind = "snapped" if self.lossy else "rgb"
                 enc = MaskEncoding(kind, None, len(self.colours), self.ignore_index, colours=self.colours)
                 return self._finish(enc, stats)

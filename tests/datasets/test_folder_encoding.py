@@ -129,6 +129,19 @@ def test_rgb_colour_masks_without_palette_list_the_colours_and_a_palette_block(t
     np.testing.assert_array_equal(ds.load_raw(1)[1], codes[1])
 
 
+def test_a_palette_that_matches_no_colour_is_refused(tmp_path):
+    table = np.array([[0, 0, 0], [220, 20, 60]], np.uint8)
+    rng = np.random.default_rng(10)
+    _write(tmp_path, [table[rng.integers(0, 2, size=s)] for s in SIZES])
+    with pytest.raises(MaskEncodingError) as e:
+        build_dataset("folder", root=tmp_path, palette=[[1, 1, 1], [2, 2, 2]])
+    text = str(e.value)
+    assert str(tmp_path / "masks") in text and "every pixel" in text and "maps to ignore_index" in text
+    assert "palette=" in text
+    with pytest.raises(MaskEncodingError, match="palette= has 2 colours but num_classes=3"):
+        build_dataset("folder", root=tmp_path, palette=table.tolist(), num_classes=3)
+
+
 def test_greyscale_saved_as_rgb_takes_one_channel_and_says_so(tmp_path, capsys):
     paths = _write(tmp_path, [np.repeat(_disc(h, w)[..., None], 3, axis=2) for h, w in SIZES])
     assert Image.open(paths[0]).mode == "RGB"
