@@ -284,7 +284,10 @@ def detect_mask_encoding(
     group = max(set(groups), key=groups.count)
     modes = {headers[i].mode for i in readable if headers[i].group == group}  # type: ignore[union-attr]
     first = next(paths[i] for i in readable if headers[i].group == group)  # type: ignore[union-attr]
-    lossy = is_lossy(first)
+    lossy_files = [(paths[i], kind) for i in readable if (kind := is_lossy(paths[i]))]
+    lossy = lossy_files[0][1] if lossy_files else None
+    if lossy_files:
+        first = lossy_files[0][0]
     if lossy and values is None and colours is None:
         stats = count_masks([first], progress=False)
         raise MaskEncodingError(
@@ -302,7 +305,7 @@ def detect_mask_encoding(
         if headers[i] is None:
             enc.bad_files.append((str(paths[i]), f"{paths[i]}: corrupt or unsupported label file"))
         elif headers[i].group != group:  # type: ignore[union-attr]
-            enc.bad_files.append((str(paths[i]), f"{paths[i]}: a {headers[i].mode} mask among {group} masks"))  # type: ignore[union-attr]
+            enc.bad_files.append((str(paths[i]), _odd_mode_message(paths[i], headers[i].mode, group)))  # type: ignore[union-attr]
     seen = {p for p, _ in enc.bad_files}
     enc.bad_files.extend(item for item in ctx.bad if item[0] not in seen)
     if enc.bad_files and bad_files == "raise":
@@ -429,6 +432,12 @@ class _Context:
         if len(empty):
             enc.notes.append(f"classes without pixels in the files read: {empty[:10].tolist()}")
         return enc
+
+
+def _odd_mode_message(path: Path, mode: str, group: str) -> str:
+    if group == "grey":
+        return f"{path}: an RGB mask (mode {mode}) among single-channel masks; pass palette= to map colours to classes"
+    return f"{path}: a single-channel mask (mode {mode}) among RGB colour masks; save it as the others are"
 
 
 def _check_values(values: list[int], num_classes: int | None, ignore_index: int) -> None:

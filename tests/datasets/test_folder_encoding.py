@@ -187,6 +187,35 @@ def test_jpeg_masks_are_refused_unless_mask_values_then_snapped(tmp_path):
     np.testing.assert_array_equal(ds.load_raw(0)[1], (stored >= 128).astype(np.uint8))
 
 
+def test_colour_jpeg_masks_snap_to_the_nearest_palette_colour(tmp_path):
+    table = np.array([[0, 0, 0], [250, 250, 250], [0, 0, 255]], np.uint8)
+    rng = np.random.default_rng(11)
+    codes = []
+    for h, w in SIZES:
+        code = np.zeros((h, w), np.int64)
+        code[h // 4 : h // 2, w // 4 :] = 1
+        code[h // 2 :, : w // 2] = 2
+        codes.append(code)
+    paths = _write(tmp_path, [table[c] for c in codes], ext=".jpg", seed=int(rng.integers(9)))
+    with pytest.raises(MaskEncodingError, match="a JPEG mask"):
+        build_dataset("folder", root=tmp_path)
+    ds = build_dataset("folder", root=tmp_path, palette=table.tolist(), verbose=False)
+    assert ds.encoding.kind == "snapped" and ds.num_classes == 3
+    stored = cv2.imread(str(paths[1]), cv2.IMREAD_COLOR)[..., ::-1].astype(np.int64)  # the decoder segkit uses
+    nearest = ((stored[..., None, :] - table.astype(np.int64)) ** 2).sum(-1).argmin(-1)
+    np.testing.assert_array_equal(ds.load_raw(1)[1], nearest)
+    assert (nearest == codes[1]).mean() > 0.95
+
+
+def test_one_jpeg_among_png_masks_is_found(tmp_path):
+    paths = _write(tmp_path, [_disc(h, w) for h, w in SIZES])
+    Image.fromarray(_disc(*SIZES[2])).save(paths[2].with_suffix(".jpg"), quality=80)
+    paths[2].unlink()
+    with pytest.raises(MaskEncodingError) as e:
+        build_dataset("folder", root=tmp_path)
+    assert str(paths[2].with_suffix(".jpg")) in str(e.value) and "lossy" in str(e.value)
+
+
 def test_jpeg_is_recognised_by_its_signature_not_its_suffix(tmp_path):
     paths = _write(
         tmp_path, [_disc(h, w) for h, w in SIZES], save=lambda p, a: Image.fromarray(a).save(p, format="JPEG")
