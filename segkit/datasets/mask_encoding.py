@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 
 from segkit.datasets.files import BadSampleError, LabelTable, rgb_to_index
+from segkit.datasets.mask_messages import bad_value_message, colour_message, gap_message, odd_mode_message
 from segkit.datasets.mask_stats import (
     MaskStats,
     count_masks,
     evenly_spaced,
     is_lossy,
     mask_header,
-    palette_block,
 )
 
 __all__ = ["KINDS", "MaskEncoding", "MaskEncodingError", "detect_mask_encoding"]
@@ -305,7 +305,7 @@ def detect_mask_encoding(
         if headers[i] is None:
             enc.bad_files.append((str(paths[i]), f"{paths[i]}: corrupt or unsupported label file"))
         elif headers[i].group != group:  # type: ignore[union-attr]
-            enc.bad_files.append((str(paths[i]), _odd_mode_message(paths[i], headers[i].mode, group)))  # type: ignore[union-attr]
+            enc.bad_files.append((str(paths[i]), odd_mode_message(paths[i], headers[i].mode, group)))  # type: ignore[union-attr]
     seen = {p for p, _ in enc.bad_files}
     enc.bad_files.extend(item for item in ctx.bad if item[0] not in seen)
     if enc.bad_files and bad_files == "raise":
@@ -343,7 +343,7 @@ class _Context:
                 enc = MaskEncoding(kind, None, len(self.colours), self.ignore_index, colours=self.colours)
                 return self._finish(enc, stats)
             if self.values is None or not self.lossy:
-                raise MaskEncodingError(_colour_error(self.first, stats))
+                raise MaskEncodingError(colour_message(self.first, stats))
         enc = self._grey(stats, modes, grey_rgb=group == "rgb" and stats.grey_rgb)
         if self.colours is not None:
             enc.notes.append("the masks hold indices: palette= only gives the display colours")
@@ -383,7 +383,7 @@ class _Context:
                 )
             gaps = sorted(set(range(k)) - set(labelled))
             if gaps and kind != "palette":
-                raise MaskEncodingError(_gap_error(self.first, labelled, gaps, ign, ign in present, stats.files))
+                raise MaskEncodingError(gap_message(self.first, labelled, gaps, ign, ign in present, stats.files))
             if k > 255 or k > ign:
                 raise MaskEncodingError(
                     f"{self.first}: label values up to {k - 1} do not fit below ignore_index {ign} (class indices "
@@ -397,7 +397,7 @@ class _Context:
         counts, bad = stats.class_counts(enc)
         self.bad = list(stats.failed)
         for path, found, rgb in bad:
-            self.bad.append((str(path), _bad_value_message(path, found, rgb, enc)))
+            self.bad.append((str(path), bad_value_message(path, found, rgb, enc)))
         if enc.num_classes < 2:
             raise MaskEncodingError(
                 f"{self.first}: num_classes={enc.num_classes}: a model needs at least 2 classes. Remedy: give "
@@ -434,12 +434,6 @@ class _Context:
         return enc
 
 
-def _odd_mode_message(path: Path, mode: str, group: str) -> str:
-    if group == "grey":
-        return f"{path}: an RGB mask (mode {mode}) among single-channel masks; pass palette= to map colours to classes"
-    return f"{path}: a single-channel mask (mode {mode}) among RGB colour masks; save it as the others are"
-
-
 def _check_values(values: list[int], num_classes: int | None, ignore_index: int) -> None:
     if len(set(values)) != len(values):
         raise MaskEncodingError(f"mask_values={values}: a value is listed twice; list each stored value once")
@@ -454,46 +448,3 @@ def _check_values(values: list[int], num_classes: int | None, ignore_index: int)
         raise MaskEncodingError(
             f"mask_values lists {len(values)} classes, which do not fit below ignore_index {ignore_index}"
         )
-
-
-def _gap_error(path: Path, labelled: list[int], gaps: list[int], ign: int, has_ign: bool, files: int) -> str:
-    shown = ", ".join(str(g) for g in gaps[:6]) + (", ..." if len(gaps) > 6 else "")
-    remedy = f"mask_values={labelled}"
-    if has_ign:
-        remedy += f" ({ign} stays ignore_index) or mask_values={[*labelled, ign]} if {ign} is a class"
-    if max(labelled) < ign:
-        remedy += (
-            f"; or, if they are indices and those classes are just absent, confirm with num_classes={max(labelled) + 1}"
-        )
-    return (
-        f"{path}: the {files} label files hold the values {labelled[:20]}{' ...' if len(labelled) > 20 else ''}, "
-        f"so read as class indices they would make {max(labelled) + 1} classes, {len(gaps)} of them without a "
-        f"single pixel ({shown}): a greyscale encoding, not indices. Remedy: {remedy}"
-    )
-
-
-def _colour_error(path: Path, stats: MaskStats) -> str:
-    colours, shares = stats.colours()
-    listing = ", ".join(f"{tuple(int(x) for x in c)} {100 * s:.1f}%" for c, s in zip(colours[:12], shares[:12]))
-    more = f" (and {len(colours) - 12} more, rarer: antialiased edges map to ignore_index)" if len(colours) > 12 else ""
-    return (
-        f"{path}: RGB colour masks, but no palette= maps colours to classes. {len(colours)} colours found in "
-        f"{stats.files} files: {listing}{more}. Remedy: pass palette= with one RGB colour per class, in class order "
-        f"(the block below lists them by share: reorder its lines into your classes); in a config, under data:\n{palette_block(colours[:20])}"
-    )
-
-
-def _bad_value_message(path: Path, found: list[int], rgb: bool, enc: MaskEncoding) -> str:
-    if rgb:
-        return f"{path}: an RGB mask among single-channel masks; pass palette= to map colours to classes"
-    if enc.kind in ("values", "binary"):
-        listed = enc.values
-        return (
-            f"{path}: label values {found[:8]} are not in the stored values {listed} (nor ignore_index "
-            f"{enc.ignore_index}). Remedy: list them in mask_values, or pass unlisted='ignore' to ignore them"
-        )
-    return (
-        f"{path}: label values {found[:8]} are neither a class in [0, {enc.num_classes}) nor ignore_index "
-        f"{enc.ignore_index}. Remedy: pass num_classes={max(found) + 1} if they are classes, mask_values=[...] "
-        "if the stored values are codes, or fix this file"
-    )
