@@ -310,6 +310,8 @@ def detect_mask_encoding(
     enc.bad_files.extend(item for item in ctx.bad if item[0] not in seen)
     if enc.bad_files and bad_files == "raise":
         raise MaskEncodingError(enc.bad_files[0][1])
+    if enc.bad_files:
+        enc.notes.append(f"{len(enc.bad_files)} label files read do not decode this way; they fail when loaded")
     return enc
 
 

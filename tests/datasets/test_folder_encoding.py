@@ -254,6 +254,7 @@ def test_a_label_at_or_above_num_classes_names_the_file_and_the_value(tmp_path):
     assert str(paths[1]) in text and "[7]" in text and "[0, 3)" in text and "num_classes=8" in text
     # check_files=False leaves it to loading, which names the file too.
     ds = build_dataset("folder", root=tmp_path, num_classes=3, check_files=False, verbose=False)
+    assert "1 label files read do not decode this way" in ds.encoding.summary()
     with pytest.raises(BadSampleError, match=re.escape(str(paths[1]))):
         ds[1]
 
