@@ -21,6 +21,7 @@ from segkit.datasets.base import (  # noqa: E402
 )
 from segkit.datasets.coco import CocoFormatError  # noqa: E402
 from segkit.datasets.files import BadSampleError, BadSampleLog  # noqa: E402
+from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding  # noqa: E402
 from segkit.datasets.wrappers import DatasetInfo, dataset_info  # noqa: E402
 
 __all__ = [
@@ -29,11 +30,14 @@ __all__ = [
     "CocoFormatError",
     "DATASETS",
     "DatasetInfo",
+    "MaskEncoding",
+    "MaskEncodingError",
     "SegmentationDataset",
     "build_dataset",
     "collate_instances",
     "collate_semantic",
     "dataset_info",
+    "detect_mask_encoding",
     "padded_groups",
     "predict_unpadded",
 ]

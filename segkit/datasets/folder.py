@@ -1,52 +1,113 @@
-"""``folder``: your own data as ``images/`` + ``masks/`` with matching file stems."""
+"""``folder``: your own images and masks, in the layouts found in the wild, with the masks' encoding diagnosed.
+
+What the messages mean
+----------------------
+At construction the dataset reads the masks (a sample of up to 64 files; every file only where the number of
+classes must be inferred) and prints one block: the decision, the files read and the share of pixels per class.
+The decision is one of these lines:
+
+- ``index masks (values 0..K-1, 255 = ignore_index): K classes``: each stored value is a class index; the value
+  ``ignore_index`` (default 255) marks pixels the loss and the metrics skip.
+- ``binary masks stored as 0/255: 2 classes, 255 -> class 1``: black/white masks (the usual export of drawing
+  tools); 255 is the foreground class, not "ignore". Masks stored as 0/1 are index masks of 2 classes.
+- ``palette PNG masks, indices kept``: palette-mode PNGs (VOC style) are read as their indices, never as colours.
+- ``16-bit PNG masks holding indices``: 16-bit PNGs; values above 255 need ``mask_values``.
+- ``RGB colour masks mapped by palette=``: colour ``k`` of ``palette`` is class ``k``; other colours (antialiased
+  edges) are ignored, and their share is printed as "ignored".
+- ``masks mapped by mask_values``: ``mask_values=[0, 85, 170]`` says stored value 85 is class 1, and so on;
+  any other value is an error naming the file (``unlisted="ignore"`` ignores it, ``unlisted="nearest"`` snaps it).
+- ``lossy (JPEG) masks: every pixel snapped to the nearest ...``: JPEG masks with ``mask_values`` (or
+  ``palette`` for colour JPEGs): each pixel goes to the nearest listed value; edges may move by a pixel or two.
+- ``(greyscale saved as RGB: channel 0 used)``: RGB masks whose three channels are equal.
+
+What is refused, before any training (each message names a file, the reason and the remedy):
+
+- ``a JPEG mask: lossy compression invents values near every edge``: save PNGs, or give ``mask_values``.
+- ``RGB colour masks, but no palette=``: the message lists the colours found with their share of pixels and a
+  ``palette:`` block to paste into the config (reorder its lines into your class order).
+- ``... would make 171 classes, 168 of them without a single pixel``: a greyscale encoding such as
+  {0, 85, 170}; pass ``mask_values=[0, 85, 170]``, or ``num_classes`` to confirm that classes are absent.
+- ``every pixel ... is ignore_index``, ``every labelled pixel ... is class 0``, ``a model needs at least 2
+  classes``: nothing to learn (empty masks, or 0/255 masks read with ``num_classes`` > 2).
+- ``label values [7] are neither a class in [0, 4) nor ignore_index``: a file with a value >= ``num_classes``.
+- ``N of M images have no label file``: add the masks, or ``on_bad_sample="skip"`` drops those images.
+- ``holds the split folders ['train', 'val']``: pass ``split="train"`` (and a second dataset for ``"val"``).
+
+Masks without images are reported in one warning line (count and first names).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from segkit.datasets import DATASETS
 from segkit.datasets.base import default_palette
-from segkit.datasets.files import (
-    BadSampleError,
-    FileDataset,
-    LabelTable,
-    check_decoded,
-    check_items,
-    read_image,
-    read_mask,
-    rgb_to_index,
-)
+from segkit.datasets.files import BadSampleError, FileDataset, check_decoded, check_items, read_image, read_mask
+from segkit.datasets.folder_layout import find_layout
+from segkit.datasets.mask_encoding import MaskEncoding, detect_mask_encoding
 
 __all__ = ["FolderDataset"]
 
-_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-_LAYOUT = "expected images/ and masks/ with matching stems (e.g. images/a.jpg + masks/a.png), optional {split}.txt"
+
+def _names(paths: Sequence[Path], n: int = 5) -> str:
+    shown = ", ".join(str(p) for p in paths[:n])
+    return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def _size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (int(image_size), int(image_size)) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"folder: image_size must be an int or (H, W) of positive ints, got {image_size!r}")
+    return int(size[0]), int(size[1])
 
 
 @DATASETS.register("folder")
 class FolderDataset(FileDataset):
-    """Images in ``images/`` and label images in ``masks/`` matched by file stem (any image suffix).
+    """Your own images and masks, matched by file stem, with the masks' encoding decided at construction.
+
+    Layouts: ``root/images`` + ``root/masks``; masks named ``<stem>_mask`` (``_label``, ``_gt``, ``_seg``, ...)
+    in ``masks/`` or beside the images; ``root/train/{images,masks}`` and ``root/val/...`` (``split="train"``);
+    ``{root}/{split}.txt`` split lists. See the module docstring for the encodings and their messages.
 
     Args:
-        root: the folder holding ``images/`` and ``masks/``.
-        split: None for every image, or a name: ``{root}/{split}.txt`` (one stem or file name per line);
-            a path ending in ``.txt`` is read directly.
-        num_classes: number of classes; None infers it from the masks (max label + 1, reading them all).
+        root: the dataset folder.
+        split: None for every image; a subfolder of ``root`` holding ``images/`` and ``masks/``; or a split list
+            ``{root}/{split}.txt`` (one stem or file name per line); a path ending in ``.txt`` is read directly.
+        num_classes: number of classes; None infers it from the masks.
         class_names: names; default ``class_0 ...``.
-        palette: ``(K, 3)`` RGB colours: masks are RGB images whose colour ``k`` is class ``k``
-            (unknown colours -> ``ignore_index``); None: masks hold indices.
-        ignore_index: the value of ignored pixels.
-        transforms: albumentations ``Compose``; None normalises only.
-        on_bad_sample: "raise" or "skip".
-        check_files: check every pair at construction (headers only).
+        palette: ``(K, 3)`` RGB colours: colour-coded masks, colour ``k`` is class ``k`` (other colours ->
+            ``ignore_index``); with index masks only the display colours.
+        ignore_index: the stored value (and class index) of ignored pixels.
+        transforms: albumentations ``Compose`` (or a preset mapping); None normalises only.
+        on_bad_sample: "raise" or "skip" (skip also drops images without masks at construction).
+        check_files: check every pair at construction (headers, plus the values of the files read).
+        mask_values: stored values in class order (``[0, 255]``: 255 is class 1); required for JPEG masks.
+        mask_suffix: the masks' stem suffix (e.g. "_mask"); None detects it.
+        image_size: int or ``(H, W)``: every image is resized to it (bilinear, area when shrinking) and its mask
+            too (nearest), before ``transforms``, so batches share a size.
+        unlisted: a stored value not in ``mask_values``: "error", "ignore" or "nearest".
+        verbose: print the encoding summary once at construction.
         mean, std: per-channel normalisation statistics in raw pixel units (a number is used for every
             channel); None: ImageNet's for 3-channel uint8 images, else computed from a sample of the
             images at construction (see ``FileDataset._init_image_format``). Multi-band TIFFs set
             ``in_channels``.
+
+    Attributes:
+        encoding: the ``MaskEncoding`` decided (``encoding.summary()`` is the printed block).
+        class_pixel_share: ``(num_classes,)`` share of the pixels read per class.
+        layout: the ``FolderLayout`` found.
+
+    Example:
+        >>> ds = FolderDataset("data/leaves", split="train", image_size=256)  # doctest: +SKIP
+        folder: binary masks stored as 0/255: 2 classes, 255 -> class 1
     """
 
     task = "semantic"
@@ -62,69 +123,96 @@ class FolderDataset(FileDataset):
         transforms: Callable[..., dict[str, Any]] | None = None,
         on_bad_sample: str = "raise",
         check_files: bool = True,
+        *,
+        mask_values: Sequence[int] | None = None,
+        mask_suffix: str | None = None,
+        image_size: int | Sequence[int] | None = None,
+        unlisted: str = "error",
+        verbose: bool = True,
         mean: Sequence[float] | float | None = None,
         std: Sequence[float] | float | None = None,
     ) -> None:
         self._init_common(transforms, on_bad_sample, mean, std)
         self.root = Path(root)
         self.ignore_index = ignore_index
-        images_dir, masks_dir = self.root / "images", self.root / "masks"
-        for d in (images_dir, masks_dir):
-            if not d.is_dir():
-                raise FileNotFoundError(f"folder: {d} does not exist; {_LAYOUT}")
-        images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in _SUFFIXES}
-        masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in _SUFFIXES}
-        if split is None:
-            stems = sorted(images)
-        else:
-            listing = Path(split) if split.endswith(".txt") else self.root / f"{split}.txt"
-            if not listing.is_file():
-                raise FileNotFoundError(f"folder: split file {listing} does not exist; {_LAYOUT}")
-            stems = [Path(line.strip()).stem for line in listing.read_text().splitlines() if line.strip()]
-            missing = [s for s in stems if s not in images]
-            if missing:
-                raise FileNotFoundError(f"folder: {listing} names {missing[0]!r}, which has no image in {images_dir}")
-        if not stems:
-            raise FileNotFoundError(f"folder: no images in {images_dir}; {_LAYOUT}")
-        self.items = [(images[s], masks.get(s, masks_dir / f"{s}.png")) for s in stems]
+        self.image_size = _size(image_size)
+        self.layout = find_layout(self.root, split, mask_suffix)
+        self.items = list(zip(self.layout.images, self.layout.masks))
+        if check_files:
+            self._drop_missing()
+        if self.layout.orphans:
+            print(
+                f"folder: warning: {len(self.layout.orphans)} masks have no image (left out): "
+                f"{_names(self.layout.orphans, 3)}",
+                file=sys.stderr,
+            )
         if check_files:
             check_items(self.items, on_bad_sample, self.bad_samples)
-        self.colours = None if palette is None else np.asarray(palette, np.uint8).reshape(-1, 3)
-        if num_classes is None:
-            num_classes = len(self.colours) if self.colours is not None else len(class_names or ()) or self._infer()
-        self.num_classes = int(num_classes)
+        if num_classes is None and class_names is not None:
+            num_classes = len(class_names)
+        strict = check_files and on_bad_sample == "raise"
+        self.encoding: MaskEncoding = detect_mask_encoding(
+            [m for _, m in self.items],
+            num_classes=num_classes,
+            mask_values=mask_values,
+            palette=palette,
+            ignore_index=ignore_index,
+            unlisted=unlisted,
+            bad_files="raise" if strict else "keep",
+        )
+        self.num_classes = self.encoding.num_classes
         self.class_names = (
-            tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
+            tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(self.num_classes))
         )
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"folder: {len(self.class_names)} class_names for num_classes={self.num_classes}")
-        self.palette = self.colours if self.colours is not None else default_palette(self.num_classes)
-        self.table = LabelTable(self.num_classes, ignore_index=ignore_index)
+        colours = None if palette is None else np.asarray(palette, np.uint8).reshape(-1, 3)
+        self.colours = colours
+        given = colours is not None and len(colours) == self.num_classes
+        self.palette = colours if given and colours is not None else default_palette(self.num_classes)
+        self.class_pixel_share = self.encoding.pixel_share
+        if verbose:
+            print(self.encoding.summary(self.class_names, name="folder"), flush=True)
         self._init_image_format()  # in_channels and dtype from the first image's header; normalization
 
-    def _infer(self) -> int:
-        """Number of classes = largest label in any mask (other than ``ignore_index``) + 1."""
-        top = 0
-        for _, mask_path in self.items:
-            m = read_mask(mask_path)
-            if m.ndim == 3:
-                raise BadSampleError(f"{mask_path}: an RGB mask; pass palette= to map colours to classes")
-            values = np.unique(m)
-            values = values[values != self.ignore_index]
-            if values.size:
-                top = max(top, int(values.max()))
-        return top + 1
+    def _drop_missing(self) -> None:
+        """Images without a mask: an error listing them, or (``on_bad_sample="skip"``) dropped with one line."""
+        missing = self.layout.missing
+        if not missing:
+            return
+        where = self.layout.describe()
+        if self.on_bad_sample == "raise":
+            raise BadSampleError(
+                f"folder: {len(missing)} of {len(self.items)} images have no label file ({where}): "
+                f"{_names(missing)}. Remedy: add the missing masks, or pass on_bad_sample='skip' to drop these images"
+            )
+        gone = set(missing)
+        self.items = [item for item in self.items if item[0] not in gone]
+        self.bad_samples.update(((str(p), f"{p}: no label file ({where})") for p in missing), echo=False)
+        print(
+            f"{type(self).__name__}: skipped bad samples: {len(missing)} images without a mask dropped: "
+            f"{_names(missing, 3)}",
+            file=sys.stderr,
+        )
+        if not self.items:
+            raise BadSampleError(f"folder: none of the {len(missing)} images has a mask ({where})")
+
+    def read_image(self, path: Path) -> np.ndarray:
+        """Decode one image file (``(H, W, C)``); override to read other formats."""
+        return read_image(path)
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray | None, None]:
         image_path, mask_path = self.items[index]
         if not Path(mask_path).is_file():
             raise BadSampleError(f"{image_path}: no mask (expected {mask_path})")
-        image, mask = read_image(image_path), read_mask(mask_path)
-        check_decoded(image, mask, image_path, mask_path)
-        if self.colours is not None:
-            if mask.ndim != 3:
-                raise BadSampleError(f"{mask_path}: palette= given but the mask is not an RGB image")
-            return image, rgb_to_index(mask, self.colours, range(len(self.colours)), self.ignore_index), None
-        if mask.ndim == 3:
-            raise BadSampleError(f"{mask_path}: an RGB mask; pass palette= to map colours to classes")
-        return image, self.table(mask, mask_path), None
+        image, stored = self.read_image(image_path), read_mask(mask_path)
+        check_decoded(image, stored, image_path, mask_path)
+        mask = self.encoding.decode(stored, mask_path)
+        if self.image_size is not None and image.shape[:2] != self.image_size:
+            h, w = self.image_size
+            shrink = h <= image.shape[0] and w <= image.shape[1]
+            channels = image.shape[2:]
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            image = image.reshape(h, w, *channels)  # cv2 drops a single channel's axis
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+        return image, mask, None

@@ -1,0 +1,66 @@
+"""The texts of the mask-encoding errors: each names a file, says why, and gives the remedy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segkit.datasets.mask_stats import MaskStats, palette_block
+
+if TYPE_CHECKING:
+    from segkit.datasets.mask_encoding import MaskEncoding
+
+__all__ = ["bad_value_message", "colour_message", "gap_message", "odd_mode_message"]
+
+
+def odd_mode_message(path: Path, mode: str, group: str) -> str:
+    """A sampled file whose kind (colour or single-channel) differs from the others'."""
+    if group == "grey":
+        return f"{path}: an RGB mask (mode {mode}) among single-channel masks; pass palette= to map colours to classes"
+    return f"{path}: a single-channel mask (mode {mode}) among RGB colour masks; save it as the others are"
+
+
+def gap_message(path: Path, labelled: list[int], gaps: list[int], ign: int, has_ign: bool, files: int) -> str:
+    """Grey values with gaps (``{0, 85, 170}``): the values found and the ``mask_values`` to pass."""
+    shown = ", ".join(str(g) for g in gaps[:6]) + (", ..." if len(gaps) > 6 else "")
+    remedy = f"mask_values={labelled}"
+    if has_ign:
+        remedy += f" ({ign} stays ignore_index) or mask_values={[*labelled, ign]} if {ign} is a class"
+    if max(labelled) < ign:
+        remedy += (
+            f"; or, if they are indices and those classes are just absent, confirm with num_classes={max(labelled) + 1}"
+        )
+    return (
+        f"{path}: the {files} label files hold the values {labelled[:20]}{' ...' if len(labelled) > 20 else ''}, "
+        f"so read as class indices they would make {max(labelled) + 1} classes, {len(gaps)} of them without a "
+        f"single pixel ({shown}): a greyscale encoding, not indices. Remedy: {remedy}"
+    )
+
+
+def colour_message(path: Path, stats: MaskStats) -> str:
+    """Colour masks without ``palette=``: the colours found, their share of pixels, a ``palette:`` block."""
+    colours, shares = stats.colours()
+    listing = ", ".join(f"{tuple(int(x) for x in c)} {100 * s:.1f}%" for c, s in zip(colours[:12], shares[:12]))
+    more = f" (and {len(colours) - 12} more, rarer: antialiased edges map to ignore_index)" if len(colours) > 12 else ""
+    return (
+        f"{path}: RGB colour masks, but no palette= maps colours to classes. {len(colours)} colours found in "
+        f"{stats.files} files: {listing}{more}. Remedy: pass palette= with one RGB colour per class, in class order "
+        f"(the block below lists them by share: reorder its lines into your classes); in a config, under data:\n{palette_block(colours[:20])}"
+    )
+
+
+def bad_value_message(path: Path, found: list[int], rgb: bool, enc: MaskEncoding) -> str:
+    """A file holding values (or colours) the encoding does not list."""
+    if rgb:
+        return f"{path}: an RGB mask among single-channel masks; pass palette= to map colours to classes"
+    if enc.kind in ("values", "binary"):
+        listed = enc.values
+        return (
+            f"{path}: label values {found[:8]} are not in the stored values {listed} (nor ignore_index "
+            f"{enc.ignore_index}). Remedy: list them in mask_values, or pass unlisted='ignore' to ignore them"
+        )
+    return (
+        f"{path}: label values {found[:8]} are neither a class in [0, {enc.num_classes}) nor ignore_index "
+        f"{enc.ignore_index}. Remedy: pass num_classes={max(found) + 1} if they are classes, mask_values=[...] "
+        "if the stored values are codes, or fix this file"
+    )
