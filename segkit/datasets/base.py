@@ -93,7 +93,8 @@ def to_sample(
     sample: dict[str, Any] = {"image": _image_tensor(image, normalization, raw), "path": path}
     if mask is not None:
         sample["mask"] = (
-            torch.as_tensor(np.asarray(mask), dtype=torch.int64) if not isinstance(mask, torch.Tensor) else mask.long()
+            # The int64 conversion copies, so a read-only decoded array (PIL's) is never shared with the tensor.
+            torch.from_numpy(np.asarray(mask, dtype=np.int64)) if not isinstance(mask, torch.Tensor) else mask.long()
         )
     if target is not None:
         sample["target"] = target

@@ -1,5 +1,7 @@
 """segkit inspect: per-class pixel counts against a bincount of the stored labels."""
 
+import re
+
 import numpy as np
 from PIL import Image
 
@@ -12,5 +14,6 @@ def test_inspect_counts_match_stored_labels(tmp_path, layouts, capsys):
     assert main(["inspect", "--dataset", "camvid", "--root", str(tmp_path), "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "3 images" in out
-    rows = {line.split()[1]: int(line.split()[2]) for line in out.splitlines()[3:] if line.strip()}
+    table = [line.split() for line in out.splitlines() if re.match(r"\s*(\d+|-)\s+\S+\s+\d+\s", line)]
+    rows = {cells[1]: int(cells[2]) for cells in table}
     assert rows["sky"] == counts[0] and rows["bicyclist"] == counts[10] and rows["ignored"] == counts[11]
