@@ -16,13 +16,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from segkit.datasets import build_dataset, collate_instances, collate_semantic, dataset_info, predict_unpadded
+from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded
 from segkit.datasets.files import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine import distributed as ddp
 from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from segkit.engine.checkpoint import check_writable_dir, save_checkpoint
+from segkit.engine.checkpoint import check_writable_dir
+from segkit.engine.checkpointing import CheckpointMethods
 from segkit.engine.ema import ModelEMA
 from segkit.engine.finetune import (
     group_lrs,
@@ -32,26 +33,24 @@ from segkit.engine.finetune import (
     set_frozen,
     unfreeze_factors,
 )
+from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
 from segkit.engine.state import (
     ResumableSampler,
     SeededAugmentation,
     as_dataset,
-    find_resume_checkpoint,
     gather_rng_states,
     resolve_device,
-    restore_training_state,
     seed_everything,
     to_device,
-    training_state,
 )
 from segkit.models import build_model
 
 __all__ = ["Trainer", "seed_everything"]
 
 
-class Trainer:
+class Trainer(NonfiniteSkipping, CheckpointMethods):
     """Train and validate a segmentation model (semantic, or instance with a torchvision-style detector).
 
     The loop, in pseudocode (hooks in brackets are callback hooks)::
@@ -272,31 +271,10 @@ class Trainer:
             cfg: the config.
             **overrides: Trainer keyword arguments that win over ``cfg.train``.
         """
-        import dataclasses
+        from segkit.engine.from_config import trainer_arguments
 
-        from segkit.config import config_to_dict
-
-        # Seed before building anything, so train.seed also fixes the model's initial weights.
-        seed_everything(int(overrides.get("seed", cfg.train.seed)))
-        train_ds = build_dataset(cfg.data.name, **cfg.data.split_params("train"))
-        val_params = cfg.data.split_params("val")
-        val_ds = build_dataset(cfg.data.name, **val_params) if val_params is not None else None
-        model_kwargs = dict(cfg.model.params)
-        info = dataset_info(train_ds)
-        model_kwargs.setdefault("num_classes", info.num_classes)
-        if (info.in_channels or 3) != 3:  # multi-band images: the model's input width comes from the data
-            model_kwargs.setdefault("in_channels", info.in_channels)
-        model = build_model(cfg.model.name, **model_kwargs)
-        loss = None if cfg.loss is None else build_loss_for_dataset(cfg.loss.name, info.ignore_index, cfg.loss.params)
-        kwargs = {**dataclasses.asdict(cfg.train), **overrides}
-        resolved = config_to_dict(cfg)
-        resolved["model"]["num_classes"] = model_kwargs["num_classes"]
-        if "in_channels" in model_kwargs:
-            resolved["model"]["in_channels"] = model_kwargs["in_channels"]
-        inner: Any = getattr(train_ds, "dataset", train_ds)  # a torch Subset keeps the segkit dataset as .dataset
-        if getattr(inner, "normalization_source", None) == "computed":  # reruns and `segkit evaluate` reuse them
-            resolved["data"].update(mean=list(inner.normalization.mean), std=list(inner.normalization.std))
-        return cls(model, loss, train_ds, val_ds, trackers=cfg.trackers, config=resolved, **kwargs)
+        args, kwargs = trainer_arguments(cfg, overrides)
+        return cls(*args, **kwargs)
 
     def _build_model(self, model: nn.Module | str | Mapping[str, Any]) -> nn.Module:
         if isinstance(model, nn.Module):
@@ -569,54 +547,6 @@ class Trainer:
         if self.dist.enabled:  # DDP registered only the parameters that needed gradients: wrap again
             self.model = ddp.wrap_model(self.module, self.dist, self.device, False)
 
-    def _can_skip_on_device(self) -> bool:
-        """True when a non-finite step can be skipped without a host sync: on CUDA (on the CPU the sync is
-        free), without GradScaler (it owns ``found_inf``), with a fused optimizer (``fused=True`` Adam,
-        AdamW or SGD), which masks its own update on the device as it does under GradScaler."""
-        forced = getattr(self, "_force_skip_on_device", False)  # lets tests run this path on the CPU
-        return (
-            (self.device.type == "cuda" or forced)
-            and self.scaler is None
-            and bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
-        )
-
-    def _flag_nonfinite(self, loss: torch.Tensor) -> torch.Tensor:
-        """Record a batch's finiteness on the device (no host sync) and return 1.0 if finite, else 0.0.
-
-        The loss is still back-propagated; the optimizer step of a window holding a non-finite batch is
-        masked in ``_optimizer_step``. Counts are checked on the host at log points and epoch ends
-        (``_check_nonfinite``), so ``max_nonfinite`` in a row stops training at the next log point, and a
-        skipped step still advances the scheduler, EMA and ``global_step``."""
-        bad = ddp.any_across_ranks(~torch.isfinite(loss.detach())).float()
-        state = self._nonfinite_state  # [window has a bad batch, total, current run, worst run]
-        state[0] = torch.maximum(state[0], bad)
-        state[1] += bad
-        state[2] = (state[2] + 1) * bad
-        state[3] = torch.maximum(state[3], state[2])
-        return 1 - bad
-
-    def _check_nonfinite(self) -> None:
-        """Host-side check of the on-device counts (one sync, at log points only)."""
-        if not self._skip_on_device:
-            return
-        _, total, run, worst = (int(v) for v in self._nonfinite_state.tolist())
-        self.nonfinite_steps, self._consecutive_nonfinite = total, run
-        if worst >= self.max_nonfinite:
-            self._consecutive_nonfinite = worst
-            self._raise_nonfinite()
-
-    def _skip_nonfinite(self) -> None:
-        self.nonfinite_steps += 1
-        self._consecutive_nonfinite += 1
-        if self._consecutive_nonfinite >= self.max_nonfinite:
-            self._raise_nonfinite()
-
-    def _raise_nonfinite(self) -> None:
-        raise FloatingPointError(
-            f"training stopped: {self._consecutive_nonfinite} consecutive non-finite losses at epoch "
-            f"{self.epoch + 1}, step {self.global_step} (lower the lr, enable grad_clip, or check the data)"
-        )
-
     @torch.no_grad()
     def validate(self, data: Dataset | None = None) -> dict[str, Any]:
         """Run validation (sharded across ranks, reduced) with ``eval_model``.
@@ -651,63 +581,6 @@ class Trainer:
         Instance: the detector's list of dicts for a list of ``(3, H, W)`` images."""
         self.eval_model.eval()
         return self.validation_step(self.move_to_device({"image": images}))
-
-    # ----------------------------------------------------------------- checkpoints and resume
-    def checkpoint_state(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Return the plain-data state written to checkpoints (loadable with ``weights_only=True``):
-        model, optimizer, scheduler, scaler, EMA, epoch/step/batch position, RNG states, callbacks."""
-        return training_state(self, metrics)
-
-    def save_checkpoint(
-        self, path: str | Path, metrics: Mapping[str, Any] | None = None, previous: str | Path | None = None
-    ) -> Path:
-        """Atomically write the checkpoint to ``path`` and the resolved config beside it.
-
-        Args:
-            path: destination file.
-            metrics: stored under ``metrics``.
-            previous: where an existing ``path`` is moved once the new file is complete (or None).
-
-        Raises:
-            CheckpointError: the write failed (e.g. disk full); the message names the file, and any
-                previous file at ``path`` is left intact.
-        """
-        path = save_checkpoint(self.checkpoint_state(metrics), path, previous=previous)
-        if self.config is not None and not (path.parent / "config.yaml").exists():
-            from segkit.config import save_config
-
-            save_config(self.config, path.parent / "config.yaml")
-        return path
-
-    def save_last(self, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write ``last.pt``, keeping the previous one as ``last.prev.pt`` (a fallback for resume)."""
-        return self.save_checkpoint(self.out_dir / "last.pt", metrics, previous=self.out_dir / "last.prev.pt")
-
-    def load_training_state(self, resume: str | Path) -> None:
-        """Restore everything ``checkpoint_state`` saved (called by ``fit(resume=...)``).
-
-        Args:
-            resume: ``"last"`` (with fallback, see ``find_resume_checkpoint``), ``"auto"`` (like
-                ``"last"``, but a run folder without any checkpoint starts a new run: the same command
-                line serves the first start and every elastic restart) or a checkpoint path.
-        """
-        if str(resume) == "auto":
-            names = ("last.pt", "last.prev.pt")
-            if not any((self.out_dir / n).exists() for n in names) and not any(self.out_dir.glob("epoch_*.pt")):
-                self._resumed_step = 0  # rows a dead attempt logged before its first checkpoint are dropped
-                if self.is_main_process:
-                    print(f"resume='auto': no checkpoint in {self.out_dir}, starting a new run")
-                return
-            resume = "last"
-        path, state = find_resume_checkpoint(resume, self.out_dir)
-        restore_training_state(self, state, str(path))
-        self._resumed_step = self.global_step
-        if self.is_main_process:
-            print(f"resuming from {path}: epoch {self.epoch + 1}, batch {self.batches_done}, step {self.global_step}")
-
-    def weights_finite(self) -> bool:
-        """True when every parameter is finite (checked before writing ``best.pt``)."""
-        return all(bool(torch.isfinite(p).all()) for p in self.module.parameters())
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self) -> Any:
