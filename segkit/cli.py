@@ -115,7 +115,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data = build_dataset(cfg.data.name, **split)
     # The one model-from-checkpoint path (also Predictor's and export's): the checkpoint's own model config,
     # no download, and the weights that chose best.pt (EMA when kept).
-    model = model_from_checkpoint(args.checkpoint, ckpt)
+    from segkit.config import config_to_dict
+
+    from segkit.datasets import dataset_info
+
+    given = {"num_classes": dataset_info(data).num_classes, **config_to_dict(cfg)["model"]}
+    model = model_from_checkpoint(args.checkpoint, ckpt, given)
     task = str(ckpt.get("task") or cfg.train.task)
     trainer = Trainer(
         model,

@@ -89,7 +89,9 @@ def export_onnx(
     return path
 
 
-def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None = None) -> nn.Module:
+def model_from_checkpoint(
+    path: str | Path, checkpoint: Mapping[str, Any] | None = None, model_config: Mapping[str, Any] | None = None
+) -> nn.Module:
     """Rebuild the model stored in a segkit checkpoint (its config names it) and load its weights.
 
     Pretrained-weight options in the stored config (``encoder_weights``, ``weights``,
@@ -99,6 +101,8 @@ def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None
     Args:
         path: the checkpoint file (named in errors).
         checkpoint: the dict already loaded from ``path`` (saves reading it twice), or None.
+        model_config: the ``model`` block (``{name: ..., **kwargs}``) to use when the checkpoint holds no
+            config (a plain state dict with ``segkit evaluate --config``); the checkpoint's own wins.
 
     Returns:
         The model with the checkpoint's weights; a Mask R-CNN trained from ``weights="coco"`` with
@@ -111,7 +115,7 @@ def model_from_checkpoint(path: str | Path, checkpoint: Mapping[str, Any] | None
     from segkit.models import build_model
 
     ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
-    model_cfg = dict((ckpt.get("config") or {}).get("model") or {})
+    model_cfg = dict((ckpt.get("config") or {}).get("model") or model_config or {})
     if "name" not in model_cfg:
         raise CheckpointError(
             f"{path}: no model config inside (a plain state dict?); build the model yourself and load the "
