@@ -116,7 +116,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # The one model-from-checkpoint path (also Predictor's and export's): the checkpoint's own model config,
     # no download, and the weights that chose best.pt (EMA when kept).
     from segkit.config import config_to_dict
-
     from segkit.datasets import dataset_info
 
     given = {"num_classes": dataset_info(data).num_classes, **config_to_dict(cfg)["model"]}
