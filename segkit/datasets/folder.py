@@ -82,7 +82,7 @@ class FolderDataset(FileDataset):
         split: None for every image; a subfolder of ``root`` holding ``images/`` and ``masks/``; or a split list
             ``{root}/{split}.txt`` (one stem or file name per line); a path ending in ``.txt`` is read directly.
         num_classes: number of classes; None infers it from the masks.
-        class_names: names; default ``class_0 ...``.
+        class_names: names; default ``class_0 ...`` (``background``, ``foreground`` for 0/255 binary masks).
         palette: ``(K, 3)`` RGB colours: colour-coded masks, colour ``k`` is class ``k`` (other colours ->
             ``ignore_index``); with index masks only the display colours.
         ignore_index: the stored value (and class index) of ignored pixels.
@@ -161,9 +161,10 @@ class FolderDataset(FileDataset):
             bad_files="raise" if strict else "keep",
         )
         self.num_classes = self.encoding.num_classes
-        self.class_names = (
-            tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(self.num_classes))
-        )
+        if class_names is None:  # 0/255 masks draw one thing on a background: say so in every table
+            binary = self.encoding.kind == "binary"
+            class_names = ("background", "foreground") if binary else [f"class_{i}" for i in range(self.num_classes)]
+        self.class_names = tuple(class_names)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"folder: {len(self.class_names)} class_names for num_classes={self.num_classes}")
         colours = None if palette is None else np.asarray(palette, np.uint8).reshape(-1, 3)

@@ -204,7 +204,7 @@ class MaskEncoding:
         else:
             top = np.argsort(-shares)[:5]
             lines.append("  most frequent: " + ", ".join(f"{names[k]} {100 * shares[k]:.1f}%" for k in top))
-        lines.append(f"  ignored ({self.ignore_index}): {100 * self.ignored_share:.2f}% of pixels")
+        lines.append(f"  ignored (ignore_index {self.ignore_index}): {100 * self.ignored_share:.2f}% of pixels")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 

@@ -108,13 +108,22 @@ def dataset_warnings(dataset: Any, stats: LabelStats) -> list[str]:
 
 
 def _size_lines(sizes: Counter, top: int = 6) -> list[str]:
-    heights = [h for (h, _), c in sizes.items() for _ in range(c)]
-    widths = [w for (_, w), c in sizes.items() for _ in range(c)]
-    lines = [f"sizes: {len(sizes)} distinct; height {min(heights)}..{max(heights)}, width {min(widths)}..{max(widths)}"]
-    for (h, w), count in sizes.most_common(top):
-        lines.append(f"  {w}x{h}: {count}")
-    if len(sizes) > top:
-        lines.append(f"  ... {len(sizes) - top} more sizes")
+    """The size distribution: the common sizes when sizes repeat, else a histogram of the longer side."""
+    heights = np.repeat([h for h, _ in sizes], list(sizes.values()))
+    widths = np.repeat([w for _, w in sizes], list(sizes.values()))
+    lines = [
+        f"sizes: {len(sizes)} distinct; height {heights.min()}..{heights.max()} (median {int(np.median(heights))}), "
+        f"width {widths.min()}..{widths.max()} (median {int(np.median(widths))})"
+    ]
+    common = [(size, count) for size, count in sizes.most_common(top) if count > 1 or len(sizes) <= top]
+    if common:
+        lines += [f"  {w}x{h}: {count} images" for (h, w), count in common]
+        if len(sizes) > len(common):
+            lines.append(f"  ... {len(sizes) - len(common)} other sizes")
+    else:  # every size differs: a histogram of the longer side is what tells crop or resize choices
+        longer = np.maximum(heights, widths)
+        counts, edges = np.histogram(longer, bins=min(5, len(np.unique(longer))))
+        lines += [f"  longer side {int(a)}..{int(b)}: {c} images" for a, b, c in zip(edges[:-1], edges[1:], counts)]
     return lines
 
 
@@ -144,8 +153,8 @@ def summary_text(
     ]
     lines += _size_lines(stats.sizes)
     encoding = getattr(dataset, "encoding", None)
-    if encoding is not None and hasattr(encoding, "summary"):
-        lines.append(f"encoding: {encoding.summary().splitlines()[0]}")
+    if encoding is not None and hasattr(encoding, "describe"):
+        lines.append(f"encoding: {encoding.describe()}")
     rows = [
         (str(c), names[c], int(stats.pixels[c]), 100.0 * stats.pixels[c] / total, int(stats.images[c]), weights[c])
         for c in range(len(names))

@@ -136,7 +136,7 @@ def plot_samples(
     fig = new_figure((3.2 * cols + 1.5, 3.0 * rows))
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(len(samples))]
     for ax, (image, mask, title) in zip(axes, samples):
-        ax.imshow(overlay_mask(display_rgb(image), mask, palette, alpha=alpha, skip_background=False))
+        ax.imshow(overlay_mask(display_rgb(image), mask, palette, alpha=alpha))  # class 0 left as photographed
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
     if axes:

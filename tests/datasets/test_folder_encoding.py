@@ -45,6 +45,7 @@ def test_binary_0_255_masks_are_two_classes_and_said_once(tmp_path, capsys):
     paths = _write(tmp_path, [_disc(h, w) for h, w in SIZES])
     ds = build_dataset("folder", root=tmp_path)
     assert ds.encoding.kind == "binary" and ds.num_classes == 2 and ds.ignore_index == 255
+    assert ds.class_names == ("background", "foreground")
     np.testing.assert_array_equal(ds.load_raw(1)[1], (_stored(paths[1]) == 255).astype(np.uint8))
     assert ds[2]["mask"].shape == SIZES[2]
     out = capsys.readouterr().out

@@ -156,4 +156,4 @@ def test_a_0_255_binary_folder_trains_to_a_real_model(tmp_path):
     trainer = Trainer(model, "ce", train, val, epochs=3, batch_size=8, lr=0.05, out_dir=tmp_path / "run", device="cpu")
     metrics = trainer.fit()
     assert metrics["train/loss"] > 0.001  # not the loss 0 of a one-class dataset
-    assert metrics["val/iou/class_1"] > 0.5 and metrics["val/miou"] < 1.0
+    assert metrics["val/iou/foreground"] > 0.5 and metrics["val/miou"] < 1.0
