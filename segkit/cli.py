@@ -152,6 +152,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from segkit.inference import Predictor, read_image
     from segkit.viz import draw_instances, overlay_mask
+    from segkit.viz.semantic import display_rgb
 
     predictor = Predictor.from_checkpoint(
         args.checkpoint,
@@ -190,7 +191,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             (out / f"{path.stem}_instances.json").write_text(json.dumps(result.to_dict(), indent=1))
         else:
             mask = np.asarray(result)
-            overlay = overlay_mask(image, mask, palette, alpha=args.alpha)
+            overlay = overlay_mask(display_rgb(image), mask, palette, alpha=args.alpha)  # multi-band: 3 bands shown
         Image.fromarray(overlay).save(out / f"{path.stem}_overlay.png")
         raw = Image.fromarray(mask.astype(np.uint8), mode="P")
         raw.putpalette(flat_palette)

@@ -80,6 +80,13 @@ def test_a_4_band_folder_trains_and_predictor_normalises_a_new_file_as_training_
     pred = _check_prediction(tmp_path / "run" / "best.pt", tmp_path / "new.tif", new, mean, std)
     with pytest.raises(ValueError, match="uint16"):
         pred.predict(new.astype(np.uint8))  # 8-bit pixels would be misread as 16-bit ones
+    from segkit.cli import main
+
+    # The command line too: the overlay shows the first three bands, the mask is the prediction.
+    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "best.pt"), str(tmp_path / "new.tif"),
+                 "--out", str(tmp_path / "pred"), "--quiet"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "pred" / "new_mask.png")), pred.predict(new))
+    assert Image.open(tmp_path / "pred" / "new_overlay.png").size == (56, 40)
     with pytest.raises(ValueError, match="trained on 4-channel images"):
         pred.predict(new[..., :3])
 
