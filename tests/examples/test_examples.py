@@ -35,19 +35,14 @@ def test_every_example_documents_quick_mode_and_real_data(name):
 
 def test_finetune_unet(tmp_path, capsys):
     result = _load("finetune_unet").main(["--quick", "--out", str(tmp_path)])
-    assert 0.0 <= result["miou"] <= 1.0 and result["checkpoint"].is_file()
+    assert 0.0 <= result["miou"] <= 1.0 and 0.0 <= result["scratch_miou"] <= 1.0 and result["checkpoint"].is_file()
+    err = capsys.readouterr()
+    # The 6-class model took the 4-class checkpoint's body and a new head, and named what it did not load.
+    assert "new head for 6 classes (the file has 4)" in err.err and "unfrozen model.encoder" in err.out
     names = sorted(p.name for p in result["figures"] + result["report"])
-    assert names == [
-        "comparison_0.png",
-        "comparison_1.png",
-        "confusion.png",
-        "curves.png",
-        "overlay_0.png",
-        "overlay_1.png",
-        "worst.png",
-    ]
+    assert names == ["comparison_test_0000.png", "comparison_test_0001.png", "confusion.png", "curves.png", "worst.png"]
     assert all(_is_png(p) for p in result["figures"] + result["report"])
-    assert "pixel accuracy" in capsys.readouterr().out
+    assert "pixel accuracy" in err.out
 
 
 def test_swap_losses_prints_a_row_per_available_loss(tmp_path, capsys):
