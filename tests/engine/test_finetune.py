@@ -81,3 +81,16 @@ def test_unfrozen_parts_get_their_own_linear_warmup(unet):
     frozen = [row["model.encoder/frozen"] for row in lrs]
     assert frozen == pytest.approx([0, 0, 0, 0, 1 / 3, 2 / 3, 1, 1, 1])
     assert [row["rest"] for row in lrs] == [1.0] * 9
+
+
+def test_lr_mult_follows_poly_with_warmup_at_every_step(unet):
+    groups = parameter_groups(unet, 0.01, 0.0, lr_mult={"model.encoder": 0.1})
+    optimizer = torch.optim.SGD(groups, lr=0.01)
+    scheduler = build_scheduler("poly", optimizer, 10, warmup_iters=3, group_factors=unfreeze_factors(groups, None, 1))
+    for i in range(10):
+        # torchvision references' poly with linear warm-up, computed here by hand.
+        factor = min(1.0, (i + 1) / 3) * (1 - i / 10) ** 0.9
+        lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        assert lrs["model.encoder"] == pytest.approx(0.001 * factor) and lrs["rest"] == pytest.approx(0.01 * factor)
+        optimizer.step()
+        scheduler.step()

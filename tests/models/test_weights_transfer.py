@@ -80,3 +80,16 @@ def test_encoder_weights_of_another_network_is_an_error(tmp_path) -> None:
         build_model("unet", num_classes=2, encoder_weights=str(tmp_path / "resnet34.pth"), **UNET)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         build_model("unet", num_classes=2, encoder_weights=str(tmp_path / "missing.pth"), **UNET)
+
+
+def test_torchvision_resnet34_file_loads_and_a_smaller_network_names_the_missing_keys(tmp_path) -> None:
+    net = torchvision.models.resnet34(weights=None)
+    torch.save(net.state_dict(), tmp_path / "resnet34-b627a593.pth")
+    kw = {"encoder": "resnet34", "decoder_channels": (8, 8, 8, 8, 8)}
+    model = build_model("unet", num_classes=2, encoder_weights=str(tmp_path / "resnet34-b627a593.pth"), **kw)
+    for key, value in net.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(model.model.encoder.state_dict()[key], value), key
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
+    with pytest.raises(CheckpointError, match=r"does not fit encoder 'resnet34'.*keys missing.*layer1\.2"):
+        build_model("unet", num_classes=2, encoder_weights=str(tmp_path / "resnet18.pth"), **kw)
