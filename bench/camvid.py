@@ -120,10 +120,10 @@ def _segkit_worker(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def _evaluate_like_cli(ckpt_path: Path, root: str, frames: list[int]) -> tuple[dict[str, Any], np.ndarray]:
     """Evaluate a checkpoint with the code of ``segkit evaluate`` (segkit/cli.py ``_cmd_evaluate``)."""
+    from segkit.checkpoint import load_checkpoint, load_state_dict_checked
     from segkit.config import apply_overrides, config_from_dict
     from segkit.datasets import build_dataset
     from segkit.engine import Trainer
-    from segkit.engine.checkpoint import load_checkpoint, load_state_dict_checked
     from segkit.models import build_model
 
     ckpt = load_checkpoint(ckpt_path)

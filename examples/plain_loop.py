@@ -26,8 +26,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from segkit import Predictor, build_dataset, build_loss, build_model
+from segkit.checkpoint import save_checkpoint
 from segkit.datasets import collate_semantic
-from segkit.engine.checkpoint import save_checkpoint
 from segkit.metrics import ConfusionMatrix
 from segkit.viz import overlay_mask
 

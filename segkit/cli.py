@@ -92,10 +92,10 @@ def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from segkit.checkpoint import load_checkpoint
     from segkit.config import config_from_dict, load_config
     from segkit.datasets import build_dataset
     from segkit.engine import Trainer
-    from segkit.engine.checkpoint import load_checkpoint
     from segkit.export import model_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
@@ -424,9 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Errors a user can fix (bad config, missing file, unreadable checkpoint) print one line, exit 2.
     """
     args = build_parser().parse_args(argv)
+    from segkit.checkpoint import CheckpointError
     from segkit.config import ConfigError
     from segkit.datasets.files import BadSampleError
-    from segkit.engine.checkpoint import CheckpointError
     from segkit.registry import UnknownNameError
 
     try:

@@ -111,7 +111,7 @@ def model_from_checkpoint(
     Raises:
         CheckpointError: unreadable file, no model config inside, or weights that do not fit.
     """
-    from segkit.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, model_weights
+    from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, model_weights
     from segkit.models import build_model
 
     ckpt = load_checkpoint(path) if checkpoint is None else checkpoint

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from segkit.engine.checkpoint import save_checkpoint
-from segkit.engine.state import find_resume_checkpoint, restore_training_state, training_state
+from segkit.checkpoint import save_checkpoint
+from segkit.engine.resume import find_resume_checkpoint, restore_training_state, training_state
 
 __all__ = ["CheckpointMethods"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from segkit.datasets import build_dataset, dataset_info
 from segkit.engine.batches import build_loss_for_dataset
-from segkit.engine.state import seed_everything
+from segkit.engine.rng import seed_everything
 from segkit.models import build_model
 
 __all__ = ["trainer_arguments"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from segkit.engine import distributed as ddp
+from segkit import distributed as ddp
 
 __all__ = ["NonfiniteSkipping"]
 

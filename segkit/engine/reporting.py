@@ -12,7 +12,8 @@ from torch import nn
 from segkit.datasets.base import default_palette
 from segkit.datasets.normalization import Normalization
 from segkit.datasets.wrappers import dataset_info
-from segkit.engine.state import to_device, truncate_jsonl
+from segkit.engine.inputs import to_device
+from segkit.engine.resume import truncate_jsonl
 from segkit.metrics import CocoEvaluator, ConfusionMatrix
 from segkit.tracking import build_tracker
 from segkit.viz import overlay_mask

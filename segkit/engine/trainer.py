@@ -16,13 +16,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from segkit import distributed as ddp
+from segkit.checkpoint import check_writable_dir
 from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded
 from segkit.datasets.files import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
-from segkit.engine import distributed as ddp
 from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from segkit.engine.checkpoint import check_writable_dir
 from segkit.engine.checkpointing import CheckpointMethods
 from segkit.engine.ema import ModelEMA
 from segkit.engine.finetune import (
@@ -33,18 +33,13 @@ from segkit.engine.finetune import (
     set_frozen,
     unfreeze_factors,
 )
+from segkit.engine.inputs import as_dataset, resolve_device, to_device
 from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
-from segkit.engine.state import (
-    ResumableSampler,
-    SeededAugmentation,
-    as_dataset,
-    gather_rng_states,
-    resolve_device,
-    seed_everything,
-    to_device,
-)
+from segkit.engine.resume import gather_rng_states
+from segkit.engine.rng import seed_everything
+from segkit.engine.sampling import ResumableSampler, SeededAugmentation
 from segkit.models import build_model
 
 __all__ = ["Trainer", "seed_everything"]

@@ -114,7 +114,7 @@ class CocoEvaluator:
 
         Images without any prediction count as misses; with no predictions at all every AP is 0.
         """
-        from segkit.engine.distributed import all_gather_objects
+        from segkit.distributed import all_gather_objects
 
         images, gt, dt = [], [], []
         for part in all_gather_objects((self.images, self.gt, self.dt)):

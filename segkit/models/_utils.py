@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.engine.checkpoint import CheckpointError
+from segkit.checkpoint import CheckpointError
 
 __all__ = [
     "PadToMultiple",

@@ -33,7 +33,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from segkit.engine.checkpoint import load_checkpoint, load_state_dict_checked
+from segkit.checkpoint import load_checkpoint, load_state_dict_checked
 from segkit.models import MODELS
 from segkit.models._utils import download_guard, torch_cache_dir
 

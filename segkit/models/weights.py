@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint, mismatch_report, model_weights
+from segkit.checkpoint import CheckpointError, load_checkpoint, mismatch_report, model_weights
 from segkit.models._utils import PadToMultiple
 
 __all__ = ["is_weights_file", "load_encoder_weights", "load_weights"]

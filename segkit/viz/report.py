@@ -174,8 +174,8 @@ def plot_worst(
 def _run_config(run_dir: Path, ckpt_path: Path) -> dict[str, Any]:
     import yaml
 
+    from segkit.checkpoint import load_checkpoint
     from segkit.config import ConfigError
-    from segkit.engine.checkpoint import load_checkpoint
 
     cfg_file = run_dir / "config.yaml"
     if cfg_file.is_file():

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from segkit import Trainer, build_model
+from segkit.checkpoint import load_checkpoint
 from segkit.datasets import build_dataset
 from segkit.engine.batches import last_batch_drop
 from segkit.engine.callbacks import Callback
-from segkit.engine.checkpoint import load_checkpoint
-from segkit.engine.state import ResumableSampler
+from segkit.engine.sampling import ResumableSampler
 from segkit.losses import build_loss
 from tests.datasets.conftest import save
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from segkit import Trainer
-from segkit.engine.checkpoint import load_checkpoint
-from segkit.engine.state import ResumableSampler, rng_state_for_rank
+from segkit.checkpoint import load_checkpoint
+from segkit.engine.resume import rng_state_for_rank
+from segkit.engine.sampling import ResumableSampler
 from tests.engine._nets import TinyNet
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from segkit import Trainer
-from segkit.engine.checkpoint import load_checkpoint
+from segkit.checkpoint import load_checkpoint
 from tests.engine.test_instance import tiny_mask_rcnn
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import nn
 
 from segkit import Trainer
-from segkit.engine.checkpoint import load_checkpoint
+from segkit.checkpoint import load_checkpoint
 
 
 def tiny_mask_rcnn(num_classes):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from segkit import Trainer
+from segkit.checkpoint import CheckpointError, load_checkpoint
 from segkit.engine.callbacks import Callback
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint
 from tests.engine._nets import TinyNet
 
 EPOCHS, STEPS_PER_EPOCH = 2, 5  # 20 images, batch 4
@@ -171,7 +171,7 @@ def test_seeded_augmentation_reaches_transforms_under_wrappers():
 
     from segkit.datasets import build_dataset
     from segkit.datasets.transforms import train_transforms
-    from segkit.engine.state import SeededAugmentation
+    from segkit.engine.sampling import SeededAugmentation
     from segkit.losses.distance import WithDistanceMaps
 
     base = build_dataset("shapes", split="train", num_images=4, image_size=24, transforms=train_transforms(20))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from segkit import Trainer, build_model
+from segkit.checkpoint import load_checkpoint
 from segkit.engine.callbacks import Callback
-from segkit.engine.checkpoint import load_checkpoint
 from tests.engine._nets import TinyNet
 
 

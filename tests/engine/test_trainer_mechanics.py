@@ -10,8 +10,8 @@ import yaml
 from torch import nn
 
 from segkit import Trainer
+from segkit.checkpoint import load_checkpoint
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from segkit.engine.checkpoint import load_checkpoint
 from tests.engine._nets import TinyNet
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from segkit import Predictor
-from segkit.engine.checkpoint import save_checkpoint
+from segkit.checkpoint import save_checkpoint
 from segkit.export import model_from_checkpoint
 from segkit.models import build_model
 

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segkit.checkpoint import save_checkpoint
 from segkit.cli import main
-from segkit.engine.checkpoint import save_checkpoint
 from segkit.inference import Predictor
 from segkit.models import MODELS, build_model
 

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from segkit import Predictor, Trainer
+from segkit.checkpoint import load_checkpoint, save_checkpoint
 from segkit.config import config_from_dict
 from segkit.datasets import build_dataset
-from segkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from segkit.engine.reporting import denormalize
 from segkit.models import build_model
 

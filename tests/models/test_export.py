@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from segkit.checkpoint import save_checkpoint
 from segkit.cli import main
-from segkit.engine.checkpoint import save_checkpoint
 from segkit.export import export_onnx
 from segkit.models import build_model
 

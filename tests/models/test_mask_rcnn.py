@@ -9,8 +9,8 @@ import torch
 import torchvision
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
+from segkit.checkpoint import save_checkpoint
 from segkit.datasets import build_dataset
-from segkit.engine.checkpoint import save_checkpoint
 from segkit.models import build_model
 from segkit.models._utils import WeightsUnavailableError
 from segkit.models.mask_rcnn import COCO_CATEGORIES

@@ -8,7 +8,7 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 
-from segkit.engine.checkpoint import CheckpointError, save_checkpoint
+from segkit.checkpoint import CheckpointError, save_checkpoint
 from segkit.models import build_model
 from segkit.models._utils import WeightsUnavailableError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from segkit.engine.checkpoint import CheckpointError, model_weights, save_checkpoint
+from segkit.checkpoint import CheckpointError, model_weights, save_checkpoint
 from segkit.models import build_model
 
 UNET = {"encoder": "resnet18", "decoder_channels": (8, 8, 8, 8, 8)}

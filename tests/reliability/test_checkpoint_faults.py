@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-import segkit.engine.checkpoint as ckpt_module
+import segkit.checkpoint as ckpt_module
 from segkit import Trainer
+from segkit.checkpoint import CheckpointError, load_checkpoint
 from segkit.cli import main
 from segkit.engine.callbacks import Callback
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint
 from tests.engine._nets import TinyNet
 
 STEPS = 8  # 2 epochs of 4 batches

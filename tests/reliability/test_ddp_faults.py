@@ -30,7 +30,7 @@ def test_a_dead_worker_ends_the_job_with_a_clear_message(tmp_path, watchdog):
     assert logs[1] == [(1, 0), (2, 1), (3, 1)] and logs[0][:3] == logs[1]
     # Rank 0 stopped at most one step later, and the checkpoint it left is whole and resumable.
     assert len(logs[0]) <= 4
-    from segkit.engine.checkpoint import load_checkpoint
+    from segkit.checkpoint import load_checkpoint
 
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert 2 <= state["global_step"] <= 4 and state["nonfinite"][0] == 1

@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
+from segkit.checkpoint import load_checkpoint
 from segkit.cli import main
-from segkit.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS_PER_EPOCH = 3, 6

@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from segkit import Trainer
+from segkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from segkit.cli import main
 from segkit.config import ConfigError, load_config
-from segkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from segkit.inference import Predictor
 from segkit.models import build_model
 from tests.engine._nets import TinyNet

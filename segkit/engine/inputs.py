@@ -1,0 +1,44 @@
+"""Coercion of the Trainer's inputs: device names, datasets given by name, batches moved to a device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["as_dataset", "resolve_device", "to_device"]
+
+
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """Move tensors (also inside lists and dicts) to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=torch.device(device).type == "cuda")
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other strings as ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_dataset(data: Dataset | str | None, split: str) -> Dataset | None:
+    """A dataset object, or one built by name for ``split``."""
+    from segkit.datasets import build_dataset
+
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, str):
+        return build_dataset(data, split=split)
+    if isinstance(data, Iterable):
+        return data
+    raise TypeError(f"expected a Dataset or a dataset name, got {type(data).__name__}")

@@ -1,0 +1,150 @@
+"""Training-state save and restore for exact resume: what a checkpoint holds, where resume finds it,
+the per-rank RNG states, and the metrics rows an interrupted run logged after its checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+from segkit.engine.rng import get_rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from segkit.engine.trainer import Trainer
+
+__all__ = [
+    "find_resume_checkpoint",
+    "gather_rng_states",
+    "restore_training_state",
+    "rng_state_for_rank",
+    "training_state",
+    "truncate_jsonl",
+]
+
+
+def find_resume_checkpoint(resume: str | Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Return ``(path, state)`` of the checkpoint to resume from.
+
+    ``"last"`` tries ``out_dir/last.pt`` and, when it is missing, truncated or corrupt, falls back to
+    the newest readable of ``last.prev.pt`` and ``epoch_*.pt`` (by the step stored inside).
+
+    Raises:
+        CheckpointError: no readable checkpoint; the message lists what was tried and why it failed.
+    """
+    if str(resume) != "last":
+        path = Path(resume)
+        return path, load_checkpoint(path)
+    candidates = [out_dir / "last.pt", out_dir / "last.prev.pt", *sorted(out_dir.glob("epoch_*.pt"))]
+    errors, found = [], []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+            continue
+        if "global_step" in state:
+            found.append((int(state["global_step"]), path.name == "last.pt", path, state))
+    if not found:
+        raise CheckpointError(f"resume='last': no readable checkpoint in {out_dir}; tried: " + " | ".join(errors))
+    found.sort(key=lambda item: (item[0], item[1]))
+    _, _, path, state = found[-1]
+    return path, state
+
+
+def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data checkpoint of a trainer (see ``Trainer.checkpoint_state``)."""
+    return {
+        "model": trainer.module.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
+        "epoch": trainer.epoch,
+        "global_step": trainer.global_step,
+        "batches_done": trainer.batches_done,
+        "epoch_loss": trainer._epoch_loss.detach().cpu().clone(),
+        "nonfinite": [trainer.nonfinite_steps, trainer._consecutive_nonfinite],
+        "rng": get_rng_state(),
+        "rng_ranks": _rank_rng_states(trainer),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
+        "config": trainer.config,
+        "task": trainer.task,
+        "num_classes": trainer.num_classes,
+        "class_names": trainer.class_names,
+        "ignore_index": trainer.ignore_index,
+        "palette": None if trainer.palette is None else np.asarray(trainer.palette).astype(int).tolist(),
+        # Raw-unit per-channel statistics of the training images (Predictor normalises new images with them).
+        "normalization": None if (norm := getattr(trainer, "normalization", None)) is None else norm.to_dict(),
+        "in_channels": getattr(trainer, "in_channels", None),
+        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+    }
+
+
+def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str = "checkpoint") -> None:
+    """Load what ``training_state`` saved into a trainer whose optimizer and scheduler exist."""
+    load_state_dict_checked(trainer.module, state["model"], source=source)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.scheduler is not None and state.get("scheduler") is not None:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.scaler is not None and state.get("scaler") is not None:
+        trainer.scaler.load_state_dict(state["scaler"])
+    if trainer.ema is not None and state.get("ema") is not None:
+        trainer.ema.load_state_dict(state["ema"])
+    for cb, cb_state in zip(trainer.callbacks, state.get("callbacks") or []):
+        if cb_state is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
+    trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
+    trainer.batches_done = int(state.get("batches_done", 0))
+    if "epoch_loss" in state:
+        trainer._epoch_loss = state["epoch_loss"].to(trainer.device)
+    trainer.nonfinite_steps, trainer._consecutive_nonfinite = state.get("nonfinite", [0, 0])
+    rng = rng_state_for_rank(state, trainer.dist.rank, trainer.dist.world_size)
+    if rng is not None:
+        set_rng_state(rng)
+
+
+def rng_state_for_rank(state: Mapping[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
+    """The RNG state a process of ``rank`` (of ``world_size``) resumes from: its own when the checkpoint
+    holds one per rank for that world size, else the saving process's (``state["rng"]``), else None."""
+    ranks = state.get("rng_ranks")
+    if ranks and len(ranks) == world_size:
+        return ranks[rank]
+    return state.get("rng")
+
+
+def gather_rng_states(trainer: Trainer) -> None:
+    """Under DDP, collect every rank's RNG state on every rank (a collective: call it on all ranks, at the
+    moment a checkpoint is about to be written). The ranks' streams differ when the model draws random
+    numbers in amounts that depend on its data (Mask R-CNN's RoI sampling), so rank 0's state alone would
+    not resume rank 1 exactly. Kept for the current ``global_step`` only."""
+    if trainer.dist.enabled:
+        from segkit.distributed import all_gather_objects
+
+        trainer._rng_ranks = (trainer.global_step, all_gather_objects(get_rng_state()))
+
+
+def _rank_rng_states(trainer: Trainer) -> list[dict[str, Any]] | None:
+    gathered = trainer._rng_ranks
+    if gathered is None or gathered[0] != trainer.global_step:
+        return None
+    return gathered[1]
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Drop the rows logged after ``step`` (by the run that was interrupted) so none is duplicated."""
+    if not path.is_file():
+        return
+    import json
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a row torn by the kill that interrupted the run
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
