@@ -98,7 +98,7 @@ class TrainConfig:
     monitor: str | None = None
     max_nonfinite: int = 5
     log_every: int = 10
-    keep_last: int = 1
+    keep_last: int = 0
     early_stop_patience: int | None = None
     checkpoint_every: int | None = None
     sync_bn: bool = False

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
 
-__all__ = ["Callback", "EarlyStopping", "LRMonitor", "ModelCheckpoint"]
+__all__ = ["Callback", "EarlyStopping", "LRMonitor", "ModelCheckpoint", "check_monitor"]
 
 
 class Callback:
@@ -22,7 +22,12 @@ class Callback:
             for each batch: on_train_batch_end(trainer, outputs)
             on_validation_end(trainer, val_metrics)       # when there is validation data
             on_epoch_end(trainer, metrics)                # train and val metrics together
+            on_checkpoint(trainer, metrics)               # after every callback's on_epoch_end
         on_fit_end(trainer)
+
+    Decisions (the best score, early stopping's count) are taken in ``on_epoch_end``; files are written in
+    ``on_checkpoint``, so a checkpoint holds every callback's state *after* the epoch it closes and a resumed
+    run takes the same decisions as an uninterrupted one.
     """
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -40,6 +45,10 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         """Called at the end of each epoch with ``{"train/...": ..., "val/...": ...}``."""
 
+    def on_checkpoint(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        """Called after every callback's ``on_epoch_end``: the place to write checkpoints (``trainer.save_last``,
+        ``trainer.save_checkpoint``), which then hold each callback's state after this epoch."""
+
     def on_fit_end(self, trainer: Trainer) -> None:
         """Called once after training ends (normally or by early stopping)."""
 
@@ -50,21 +59,38 @@ class ModelCheckpoint(Callback):
     ``best.pt`` is never written from non-finite weights or a non-finite metric. With ``keep_last=N``
     the newest ``N`` ``epoch_XXX.pt`` files are kept (older ones deleted); the previous ``last.pt``
     stays as ``last.prev.pt``, so ``fit(resume="last")`` has a fallback if ``last.pt`` is damaged.
-    Only rank 0 writes.
+    Only rank 0 writes. A ``monitor`` that the epoch's metrics do not hold once validation has run is an
+    error listing the names they do hold (a misspelt name would otherwise never write ``best.pt``).
 
     Args:
         monitor: key of the epoch metrics, e.g. ``"val/miou"``.
         mode: "max" or "min".
-        keep_last: also keep this many numbered ``epoch_XXX.pt`` files (0 = none).
+        keep_last: keep this many numbered ``epoch_XXX.pt`` files besides ``last.pt`` and ``best.pt``
+            (0 = none).
     """
 
     def __init__(self, monitor: str = "val/miou", mode: str = "max", keep_last: int = 0) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"ModelCheckpoint: mode must be 'max' or 'min', got {mode!r}")
+        if keep_last < 0:
+            raise ValueError(f"ModelCheckpoint: keep_last must be >= 0, got {keep_last}")
         self.monitor = monitor
         self.mode = mode
         self.keep_last = keep_last
         self.best: float | None = None
+        self._improved = False
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        check_monitor("ModelCheckpoint", self.monitor, metrics)
+        self._improved = False
+        value = metrics.get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or not trainer.weights_finite():
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self._improved = value, True
+
+    def on_checkpoint(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if not trainer.is_main_process:
             return
         trainer.save_last(metrics)
@@ -73,12 +99,7 @@ class ModelCheckpoint(Callback):
             old = sorted(trainer.out_dir.glob("epoch_*.pt"))[: -self.keep_last]
             for p in old:
                 p.unlink(missing_ok=True)
-        value = metrics.get(self.monitor)
-        if value is None or not math.isfinite(float(value)) or not trainer.weights_finite():
-            return
-        value = float(value)
-        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
-            self.best = value
+        if self._improved:
             trainer.save_checkpoint(trainer.out_dir / "best.pt", metrics)
 
     def state_dict(self) -> dict[str, Any]:
@@ -104,6 +125,7 @@ class EarlyStopping(Callback):
         self.bad_epochs = 0
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        check_monitor("EarlyStopping", self.monitor, metrics)
         value = metrics.get(self.monitor)
         if value is None or not math.isfinite(float(value)):
             return
@@ -124,6 +146,26 @@ class EarlyStopping(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
         self.bad_epochs = int(state.get("bad_epochs", 0))
+
+
+def check_monitor(owner: str, monitor: str, metrics: dict[str, Any]) -> None:
+    """Raise ``ValueError`` listing the metric names when ``monitor`` is not among the epoch ``metrics``.
+
+    A ``val/...`` monitor is only checked once validation has run (some ``val/`` key is present): a run
+    without validation data writes no ``best.pt`` by design. Every rank sees the same metrics, so every rank
+    raises alike (no DDP hang)."""
+    if monitor in metrics:
+        return
+    if monitor.startswith("val/") and not any(k.startswith("val/") for k in metrics):
+        return
+    names = sorted(k for k in metrics if not k.startswith("val/iou/"))
+    per_class = " (and val/iou/<class> for each class)" if any(k.startswith("val/iou/") for k in metrics) else ""
+    bare = [n[4:] for n in names if n.startswith("val/")]
+    raise ValueError(
+        f"{owner}: monitor {monitor!r} is not among the epoch metrics: {', '.join(names)}{per_class}. "
+        f"Give one of these (Trainer(monitor=...) / train.monitor take the validation name without 'val/': "
+        f"{', '.join(bare) or 'none'})"
+    )
 
 
 class LRMonitor(Callback):

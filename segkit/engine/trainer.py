@@ -65,7 +65,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
                                                       # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
-            [on_epoch_end({"train/...", "val/..."})] # ModelCheckpoint writes last.pt / best.pt here
+            [on_epoch_end({"train/...", "val/..."})] # decisions: best score, early stopping's count
+            [on_checkpoint(metrics)]                  # ModelCheckpoint writes last.pt / best.pt here, with
+                                                      # every callback's state after this epoch
             trackers.log_metrics; overlay image and conv-weight histograms to trackers that take them
             stop if should_stop (rank 0's decision, broadcast)
         [on_fit_end]
@@ -127,7 +129,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         monitor: validation metric for ``best.pt``; None = "miou" (semantic) or "segm_ap" (instance).
         max_nonfinite: stop after this many consecutive non-finite losses.
         log_every: steps between progress/metric logs (the only loss syncs of the loop).
-        keep_last: numbered epoch checkpoints to keep besides last/best (0 or 1 = none).
+        keep_last: numbered ``epoch_XXX.pt`` checkpoints to keep besides last/best (0 = none).
         early_stop_patience: epochs without improvement of ``monitor`` before stopping, or None.
         checkpoint_every: also write ``last.pt`` every this many optimizer steps (mid-epoch), or None.
         sync_bn: convert BatchNorm layers to SyncBatchNorm when distributed.
@@ -168,7 +170,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         monitor: str | None = None,
         max_nonfinite: int = 5,
         log_every: int = 10,
-        keep_last: int = 1,
+        keep_last: int = 0,
         early_stop_patience: int | None = None,
         checkpoint_every: int | None = None,
         sync_bn: bool = False,
@@ -231,9 +233,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         # A name gets the dataset's ignore_index; a module must already use it.
         self.loss_fn = None if chosen is None else build_loss_for_dataset(chosen, self.ignore_index).to(self.device)
 
-        self.callbacks: list[Callback] = [
-            ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last if keep_last > 1 else 0)
-        ]
+        self.callbacks: list[Callback] = [ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last)]
         if early_stop_patience is not None:
             self.callbacks.append(EarlyStopping(f"val/{self.monitor}", patience=early_stop_patience))
         self.callbacks.extend(callbacks)
@@ -418,8 +418,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                         metrics.update({f"val/iou/{n}": v for n, v in zip(self.class_names, val["iou"])})
                 metrics["epoch"] = epoch
                 self.epoch, self.batches_done = epoch + 1, 0
-                gather_rng_states(self)  # every rank: ModelCheckpoint writes on rank 0 in on_epoch_end
+                gather_rng_states(self)  # every rank: ModelCheckpoint writes on rank 0 in on_checkpoint
                 self._call("on_epoch_end", metrics)
+                self._call("on_checkpoint", metrics)
                 self._log(metrics, self.global_step)
                 if self.is_main_process:
                     log_visuals(self)

@@ -67,6 +67,9 @@ def test_callback_hook_order(tmp_path, tiny_shapes):
             assert "train/loss" in metrics and "val/miou" in metrics  # train and val together
             calls.append("epoch_end")
 
+        def on_checkpoint(self, trainer, metrics):
+            calls.append("checkpoint")
+
         def on_fit_end(self, trainer):
             calls.append("fit_end")
 
@@ -80,7 +83,7 @@ def test_callback_hook_order(tmp_path, tiny_shapes):
         callbacks=[Recorder()],
         out_dir=tmp_path,
     ).fit()
-    epoch = ["epoch_start", "batch_end", "batch_end", "validation_end", "epoch_end"]
+    epoch = ["epoch_start", "batch_end", "batch_end", "validation_end", "epoch_end", "checkpoint"]
     assert calls == ["fit_start", *epoch, *epoch, "fit_end"]
 
 
