@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.datasets.files import read_image
+from segkit.datasets.decoding import read_image
 from segkit.datasets.normalization import Normalization, pixel_range
 from segkit.engine.checkpoint import load_checkpoint
 from segkit.inference.instances import Instances, is_detection_model
