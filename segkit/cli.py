@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from segkit.checkpoint import CheckpointError
     from segkit.config import ConfigError
-    from segkit.datasets.files import BadSampleError
+    from segkit.datasets.bad_samples import BadSampleError
     from segkit.registry import UnknownNameError
 
     try:

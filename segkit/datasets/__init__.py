@@ -12,6 +12,7 @@ DATASETS: Registry[Dataset] = Registry("datasets")
 
 # Each family module registers its datasets on import; import every one explicitly.
 from segkit.datasets import camvid, cityscapes, coco, folder, shapes, voc  # noqa: E402,F401
+from segkit.datasets.bad_samples import BadSampleError, BadSampleLog  # noqa: E402
 from segkit.datasets.base import (  # noqa: E402
     SegmentationDataset,
     collate_instances,
@@ -20,7 +21,6 @@ from segkit.datasets.base import (  # noqa: E402
     predict_unpadded,
 )
 from segkit.datasets.coco import CocoFormatError  # noqa: E402
-from segkit.datasets.files import BadSampleError, BadSampleLog  # noqa: E402
 from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding  # noqa: E402
 from segkit.datasets.wrappers import DatasetInfo, dataset_info  # noqa: E402
 

@@ -9,15 +9,10 @@ from typing import Any
 import numpy as np
 
 from segkit.datasets import DATASETS
-from segkit.datasets.files import (
-    BadSampleError,
-    FileDataset,
-    LabelTable,
-    check_decoded,
-    check_items,
-    read_image,
-    read_mask,
-)
+from segkit.datasets.bad_samples import BadSampleError
+from segkit.datasets.decoding import read_image, read_mask
+from segkit.datasets.file_dataset import FileDataset, check_decoded, check_items
+from segkit.datasets.label_tables import LabelTable
 
 __all__ = ["CITYSCAPES_LABELS", "CityscapesDataset"]
 

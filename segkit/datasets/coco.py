@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from segkit.datasets import DATASETS
+from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.base import default_palette
-from segkit.datasets.files import BadSampleError, FileDataset, read_image
+from segkit.datasets.decoding import read_image
+from segkit.datasets.file_dataset import FileDataset
 
 __all__ = [
     "COCODataset",

@@ -47,8 +47,10 @@ import cv2
 import numpy as np
 
 from segkit.datasets import DATASETS
+from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.base import default_palette
-from segkit.datasets.files import BadSampleError, FileDataset, check_decoded, check_items, read_image, read_mask
+from segkit.datasets.decoding import read_image, read_mask
+from segkit.datasets.file_dataset import FileDataset, check_decoded, check_items
 from segkit.datasets.folder_layout import find_layout
 from segkit.datasets.mask_encoding import MaskEncoding, detect_mask_encoding
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segkit.datasets.files import BadSampleError, LabelTable, rgb_to_index
+from segkit.datasets.bad_samples import BadSampleError
+from segkit.datasets.label_tables import LabelTable, rgb_to_index
 from segkit.datasets.mask_messages import bad_value_message, colour_message, gap_message, odd_mode_message
 from segkit.datasets.mask_stats import (
     MaskStats,

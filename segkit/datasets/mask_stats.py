@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from segkit.datasets.files import BadSampleError, read_mask
+from segkit.datasets.bad_samples import BadSampleError
+from segkit.datasets.decoding import read_mask
 
 if TYPE_CHECKING:
     from segkit.datasets.mask_encoding import MaskEncoding

@@ -17,7 +17,7 @@ __all__ = ["Normalization", "pixel_range", "resolve_normalization", "share_norma
 def pixel_range(dtype: Any) -> float:
     """The value that maps to 1.0 when an image of ``dtype`` is scaled: 255 (uint8), 65535 (uint16), 1 otherwise.
 
-    Other dtypes are read as float32 (see ``segkit.datasets.files.read_image``), whose range is 1.
+    Other dtypes are read as float32 (see ``segkit.datasets.decoding.read_image``), whose range is 1.
     """
     dt = np.dtype(dtype)
     return float(np.iinfo(dt).max) if dt in (np.uint8, np.uint16) else 1.0

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from segkit import distributed as ddp
 from segkit.checkpoint import check_writable_dir
 from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded
-from segkit.datasets.files import BadSampleLog
+from segkit.datasets.bad_samples import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint

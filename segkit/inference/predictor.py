@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segkit.checkpoint import load_checkpoint
-from segkit.datasets.files import read_image
+from segkit.datasets.decoding import read_image
 from segkit.datasets.normalization import Normalization, pixel_range
 from segkit.inference.instances import Instances, is_detection_model
 from segkit.inference.window import sliding_window, tta_logits

@@ -176,7 +176,8 @@ def test_jpeg_with_trailer_after_end_marker_is_not_called_truncated(tmp_path, la
 
 @pytest.mark.parametrize("mapping", [None, {0: 0, 1: 1, 2: 2, 7: 255}])
 def test_label_table_maps_like_numpy_indexing_and_rejects_unknown_values(mapping):
-    from segkit.datasets.files import BadSampleError, LabelTable
+    from segkit.datasets.bad_samples import BadSampleError
+    from segkit.datasets.label_tables import LabelTable
 
     table = LabelTable(3, mapping, ignore_index=255)
     rng = np.random.default_rng(0)

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from segkit.datasets import build_dataset
-from segkit.datasets.files import BadSampleError, image_info, image_size, read_image
+from segkit.datasets.bad_samples import BadSampleError
+from segkit.datasets.decoding import image_info, image_size, read_image
 from segkit.datasets.inspect import channel_stats
 
 SIZES = [(48, 64), (40, 56), (48, 64), (56, 40), (48, 64)]

@@ -49,10 +49,67 @@ def test_instance_masks_agree_with_boxes_labels_and_semantic_mask(index):
     assert t["iscrowd"].tolist() == [0] * k
 
 
-def test_no_object_is_more_than_half_hidden():
-    ds = build_dataset("shapes", num_images=20, image_size=48, task="instance", max_objects=6, seed=1)
-    for i in range(20):
-        assert all(int(m.sum()) >= 6 for m in ds[i]["target"]["masks"])
+def _draw(kind, h, w, cy, cx, r, angle):
+    """The shape's pixels (centres at +0.5) by plane geometry: disc, rotated square of half-side r/sqrt(2),
+    equilateral triangle of inradius r/2, rhombus of half-diagonals r and 0.6 r, annulus of radii 0.55 r and r."""
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    dy, dx = yy - cy, xx - cx
+    u, v = np.cos(angle) * dx + np.sin(angle) * dy, np.cos(angle) * dy - np.sin(angle) * dx  # the shape's axes
+    if kind == "circle":
+        return np.hypot(dy, dx) <= r
+    if kind == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= r / np.sqrt(2)
+    if kind == "triangle":  # inside when no edge is farther than the inradius along its outward normal
+        normals = angle + np.pi + np.array([0, 2, 4]) * np.pi / 3  # each edge faces away from its opposite vertex
+        return np.all([dx * np.cos(a) + dy * np.sin(a) <= r / 2 for a in normals], axis=0)
+    if kind == "diamond":
+        return 0.6 * r * np.abs(u) + r * np.abs(v) <= 0.6 * r * r
+    if kind == "ring":
+        return (np.hypot(dy, dx) <= r) & (np.hypot(dy, dx) >= 0.55 * r)
+    raise AssertionError(kind)
+
+
+def test_occlusion_leaves_every_object_at_least_half_visible(monkeypatch):
+    """Each instance mask is its shape minus the shapes drawn after it and keeps at least half of its area;
+    every placement that was refused would have hidden more than half of an earlier object (or was tiny)."""
+    from segkit.datasets import shapes
+
+    calls, kept = [], []
+    rasterise, colour = shapes._rasterise, shapes._distinct_colour
+
+    def record_shape(kind, yy, xx, cy, cx, r, angle):
+        calls.append((kind, cy, cx, r, angle))
+        return rasterise(kind, yy, xx, cy, cx, r, angle)
+
+    def record_kept(*args, **kwargs):  # called once per object kept, right after its shape
+        kept.append(len(calls) - 1)
+        return colour(*args, **kwargs)
+
+    monkeypatch.setattr(shapes, "_rasterise", record_shape)
+    monkeypatch.setattr(shapes, "_distinct_colour", record_kept)
+    ds = build_dataset(
+        "shapes", num_images=30, image_size=48, task="instance", max_objects=8, num_classes=6, max_size=0.3, seed=1
+    )
+    occluded = refused = 0
+    for i in range(len(ds)):
+        calls.clear()
+        kept.clear()
+        target = ds[i]["target"]
+        visible, full = [], []  # replayed with shapes drawn independently
+        for n, params in enumerate(calls):
+            shape = _draw(params[0], 48, 48, *params[1:])
+            if n not in kept:
+                hides = any(2 * (v & ~shape).sum() < f.sum() for v, f in zip(visible, full))
+                assert hides or shape.sum() < 12, (i, n)
+                refused += int(hides)
+                continue
+            visible = [v & ~shape for v in visible] + [shape]
+            full.append(shape)
+        assert np.array_equal(target["masks"].numpy().astype(bool), np.stack(visible)), i
+        assert target["area"].tolist() == [float(v.sum()) for v in visible]
+        assert all(2 * v.sum() >= f.sum() for v, f in zip(visible, full)), i
+        occluded += sum(int(v.sum() < f.sum()) for v, f in zip(visible, full))
+    assert occluded >= 10 and refused >= 10  # the set exercises both the occlusion and the refusals
 
 
 def test_bad_arguments():

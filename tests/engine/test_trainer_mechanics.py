@@ -9,8 +9,8 @@ import torch
 import yaml
 from torch import nn
 
-from segkit import Trainer
-from segkit.checkpoint import load_checkpoint
+from segkit import Predictor, Trainer
+from segkit.checkpoint import load_checkpoint, model_weights
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from tests.engine._nets import TinyNet
 
@@ -75,8 +75,43 @@ def test_ema_follows_its_recurrence_and_is_validated_and_saved(tmp_path, tiny_sh
         torch.testing.assert_close(p, e, atol=1e-6, rtol=1e-5)
     assert trainer.eval_model is trainer.ema.module
     assert not torch.equal(next(trainer.ema.module.parameters()), next(trainer.module.parameters()))
-    saved = load_checkpoint(tmp_path / "last.pt")["ema"]
-    assert torch.equal(saved["head.weight"], trainer.ema.module.head.weight)
+    # Saved: the checkpoint's "ema" is the trainer's EMA state, every tensor; "model" stays the raw weights.
+    ema_state, raw_state = trainer.ema.module.state_dict(), trainer.module.state_dict()
+    for name in ("last.pt", "best.pt"):
+        ckpt = load_checkpoint(tmp_path / name)
+        assert ckpt["ema"].keys() == ema_state.keys() and ckpt["model"].keys() == raw_state.keys()
+        assert all(torch.equal(ckpt["ema"][k], v) for k, v in ema_state.items()), name
+        assert all(torch.equal(ckpt["model"][k], v) for k, v in raw_state.items()), name
+        # Served: the one rule every consumer follows picks the EMA weights.
+        served = model_weights(ckpt)
+        assert all(torch.equal(served[k], v) for k, v in ema_state.items()), name
+
+
+def test_ema_checkpoint_serves_the_ema_weights_through_predictor(tmp_path, tiny_shapes):
+    """Predictor.from_checkpoint(best.pt) computes the logits of the trainer's EMA model, not the raw one's."""
+    spec = {"name": "segnet", "num_classes": 4, "base_width": 4}
+    torch.manual_seed(0)
+    trainer = Trainer(
+        dict(spec),
+        "ce",
+        tiny_shapes("train", 8, 32),
+        tiny_shapes("val", 4, 32),
+        epochs=1,
+        batch_size=4,
+        lr=0.05,
+        ema=0.5,
+        ema_warmup=0.0,
+        out_dir=tmp_path,
+        config={"model": spec},
+    )
+    trainer.fit()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ema_logits = trainer.ema.module.eval()(x)
+        raw_logits = trainer.module.eval()(x)
+    assert (ema_logits - raw_logits).abs().max() > 1e-3  # the two weight sets predict differently
+    served = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu").predict_logits(x)
+    torch.testing.assert_close(served, ema_logits, rtol=1e-5, atol=1e-5)
 
 
 def test_model_checkpoint_keeps_n_and_best_follows_the_monitor(tmp_path, tiny_shapes):
@@ -98,9 +133,8 @@ def test_model_checkpoint_keeps_n_and_best_follows_the_monitor(tmp_path, tiny_sh
     assert load_checkpoint(tmp_path / "epoch_002.pt")["epoch"] == 2
 
 
-def test_model_checkpoint_min_mode_and_early_stopping_unit():
+def test_early_stopping_min_mode_unit():
     class Stub:
-        is_main_process = False
         should_stop = False
 
     stop = EarlyStopping("val/loss", patience=2, mode="min", min_delta=0.1)
@@ -111,7 +145,40 @@ def test_model_checkpoint_min_mode_and_early_stopping_unit():
     restored = EarlyStopping("val/loss", patience=2, mode="min")
     restored.load_state_dict(stop.state_dict())
     assert (restored.best, restored.bad_epochs) == (0.5, 2)
-    ModelCheckpoint("val/loss", mode="min").on_epoch_end(stub, {})  # non-zero ranks write nothing
+
+
+def test_model_checkpoint_min_mode_writes_best_where_the_monitor_decreases(tmp_path, tiny_shapes):
+    """On the main process, mode="min" writes best.pt exactly at the epochs where the value goes down."""
+    scripted = [1.0, 0.8, 0.9, 0.5, 0.7, 0.5]  # new lows at epochs 0, 1, 3 (a tie is not an improvement)
+    holder = []  # the epoch whose metrics best.pt holds, after each epoch
+
+    class Script(Callback):
+        def on_epoch_end(self, trainer, metrics):
+            metrics["val/loss"] = scripted[metrics["epoch"]]
+
+    class Record(Callback):
+        def on_epoch_end(self, trainer, metrics):
+            holder.append(load_checkpoint(tmp_path / "best.pt")["metrics"]["epoch"])
+
+    callback = ModelCheckpoint("val/loss", mode="min")
+    trainer = Trainer(
+        TinyNet(),
+        "ce",
+        tiny_shapes("train", 4, 24),
+        None,  # no validation: the built-in checkpoint (val/miou) never writes best.pt
+        epochs=len(scripted),
+        batch_size=4,
+        lr=0.01,
+        callbacks=[Script(), callback, Record()],
+        out_dir=tmp_path,
+    )
+    trainer.fit()
+    assert trainer.is_main_process
+    # Independent: the epoch of the running strict minimum.
+    lows = [min(range(e + 1), key=lambda i: (scripted[i], i)) for e in range(len(scripted))]
+    assert holder == lows == [0, 1, 1, 3, 3, 3]
+    best = load_checkpoint(tmp_path / "best.pt")["metrics"]
+    assert (best["epoch"], best["val/loss"]) == (3, min(scripted)) and callback.best == min(scripted)
 
 
 def test_early_stopping_stops_every_rank_decision(tmp_path, tiny_shapes):
