@@ -18,6 +18,7 @@ from segkit.datasets.base import (  # noqa: E402
     collate_semantic,
     padded_groups,
     predict_unpadded,
+    training_targets,
 )
 from segkit.datasets.coco import CocoFormatError  # noqa: E402
 from segkit.datasets.files import BadSampleError, BadSampleLog  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "detect_mask_encoding",
     "padded_groups",
     "predict_unpadded",
+    "training_targets",
 ]
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded
+from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded, training_targets
 from segkit.datasets.files import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine import distributed as ddp
@@ -380,10 +380,14 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         return {"loss": total, **terms}
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Forward one batch under autocast and return ``compute_loss``'s dict (must hold ``"loss"``)."""
+        """Forward one batch under autocast and return ``compute_loss``'s dict (must hold ``"loss"``).
+
+        Instance models train on ``training_targets(batch["target"])``: crowd instances (``iscrowd=1``)
+        are not positives; validation keeps them for COCOeval.
+        """
         with self._autocast():
             if self.task == "instance":
-                outputs = self.model(batch["image"], batch["target"])
+                outputs = self.model(batch["image"], training_targets(batch["target"]))
             else:
                 outputs = self.model(batch["image"])
         return self.compute_loss(outputs, batch)
