@@ -84,6 +84,7 @@ class TrainConfig:
     amp: str | None = None
     accumulate: int = 1
     grad_clip: float | None = None
+    aux_weight: float = 0.4
     ema: float | None = None
     ema_warmup: float = 2000.0
     freeze: str | list[str] | None = None

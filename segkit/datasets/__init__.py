@@ -19,6 +19,7 @@ from segkit.datasets.base import (  # noqa: E402
     collate_semantic,
     padded_groups,
     predict_unpadded,
+    training_targets,
 )
 from segkit.datasets.coco import CocoFormatError  # noqa: E402
 from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "detect_mask_encoding",
     "padded_groups",
     "predict_unpadded",
+    "training_targets",
 ]
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "padded_groups",
     "predict_unpadded",
     "to_sample",
+    "training_targets",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -270,6 +271,44 @@ def collate_instances(batch: list[dict[str, Any]], *, ignore_index: int = 255) -
         masks = [b["mask"] for b in batch]
         sizes = [tuple(m.shape[-2:]) for m in masks]
         out["mask"] = _pad_stack("mask", masks, sizes, ignore_index) if len(set(sizes)) > 1 else _stack(masks)
+    return out
+
+
+def training_targets(targets: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The detection targets a model trains on: each target without its crowd instances (``iscrowd == 1``).
+
+    COCO crowd regions (``iscrowd=1``, usually RLE masks over a group of objects) are not objects to detect:
+    torchvision's detection references drop them from the training targets. Evaluation keeps them, as
+    ``iscrowd=1`` ground truth that COCOeval does not count as a miss and whose matches it ignores, so
+    validation uses the targets unchanged. An image whose annotations are all crowd gets empty targets
+    (``boxes`` ``(0, 4)``, ``masks`` ``(0, H, W)``), which torchvision's detectors accept.
+
+    Args:
+        targets: per image a detection dict (``boxes`` ``(K, 4)``, ``labels`` ``(K,)``, ``masks`` ``(K, H, W)``,
+            ``area``, ``iscrowd`` int ``(K,)``, ``image_id``, ...), on any device.
+
+    Returns:
+        New dicts: every tensor whose first dimension is the instance count K keeps only the rows with
+        ``iscrowd == 0``; the other entries (``image_id``) are unchanged. A target without ``iscrowd`` or
+        without crowd instances is returned as a shallow copy (no tensor copied).
+    """
+    out = []
+    for target in targets:
+        crowd = target.get("iscrowd")
+        if not isinstance(crowd, torch.Tensor) or crowd.numel() == 0:
+            out.append(dict(target))
+            continue
+        count = crowd.shape[0]
+        keep = (crowd == 0).nonzero().squeeze(1)  # one index per image, then no sync per field
+        if len(keep) == count:
+            out.append(dict(target))
+            continue
+        out.append(
+            {
+                k: v.index_select(0, keep) if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == count else v
+                for k, v in target.items()
+            }
+        )
     return out
 
 

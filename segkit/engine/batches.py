@@ -10,8 +10,10 @@ from torch import nn
 
 from segkit.datasets.wrappers import DatasetInfo, dataset_info
 from segkit.losses import LOSSES, CombinedLoss, build_loss
+from segkit.models.smp import aux_head
 
 __all__ = [
+    "aux_head_classes",
     "build_loss_for_dataset",
     "check_loss_ignore_index",
     "data_info",
@@ -63,6 +65,46 @@ def data_info(train: Any, val: Any) -> DatasetInfo:
                 "datasets the same ignore_index"
             )
     return info
+
+
+def aux_head_classes(model: nn.Module, num_classes: int | None) -> int | None:
+    """The class count of an smp ``aux_params`` head the Trainer gives a class-presence loss, or None.
+
+    smp's head predicts, per image, which of the segmentation classes are present; its target is derived
+    from the mask, so it must have one output per class of the data, and output logits (the loss applies
+    the sigmoid itself).
+
+    Args:
+        model: the model (unwrapped or not).
+        num_classes: the data's class count, or None when unknown (then not compared).
+
+    Returns:
+        The head's ``classes``, or None when the model has no smp classification head.
+
+    Raises:
+        ValueError: the head's classes differ from ``num_classes``, or it applies an activation.
+    """
+    head = aux_head(model)
+    if head is None:
+        return None
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("aux_params: the smp classification head has no Linear layer; cannot tell its classes")
+    classes = linears[-1].out_features
+    if num_classes is not None and classes != num_classes:
+        raise ValueError(
+            f"aux_params: classes={classes} but the data has num_classes={num_classes}; the aux head is trained "
+            f"to predict which of the data's classes each image holds (from its mask), so build the model with "
+            f"aux_params={{'classes': {num_classes}, ...}}"
+        )
+    activation = getattr(head[-1], "activation", None) if isinstance(head, nn.Sequential) and len(head) else None
+    if activation is not None and not isinstance(activation, nn.Identity):
+        raise ValueError(
+            f"aux_params: activation={type(activation).__name__}, but the aux head is trained with "
+            f"binary_cross_entropy_with_logits, which needs logits; build it with aux_params activation=None "
+            f"(apply torch.sigmoid to the class logits at inference)"
+        )
+    return classes
 
 
 def build_loss_for_dataset(

@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from segkit import distributed as ddp
 from segkit.checkpoint import check_writable_dir
-from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded
+from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded, training_targets
 from segkit.datasets.bad_samples import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
-from segkit.engine.batches import build_loss_for_dataset, data_info, last_batch_drop, padding_notice
+from segkit.engine.batches import aux_head_classes, build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpointing import CheckpointMethods
 from segkit.engine.ema import ModelEMA
@@ -40,6 +40,7 @@ from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, op
 from segkit.engine.resume import gather_rng_states
 from segkit.engine.rng import seed_everything
 from segkit.engine.sampling import ResumableSampler, SeededAugmentation
+from segkit.losses import class_presence_loss
 from segkit.models import build_model
 
 __all__ = ["Trainer", "seed_everything"]
@@ -103,6 +104,10 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         amp: None, "bf16" (autocast) or "fp16" (autocast + GradScaler, CUDA only).
         accumulate: batches per optimizer step.
         grad_clip: max gradient norm, or None.
+        aux_weight: weight of the class-presence loss of an smp ``aux_params`` head (its classes must be the
+            data's ``num_classes``): ``loss = seg + aux_weight * loss/aux_presence``, where ``loss/aux_presence``
+            is the BCE of the head's logits against the classes present in each mask (see
+            ``segkit.losses.class_presence_loss``). Unused for other models.
         ema: decay of an exponential moving average of the weights (e.g. 0.999), used for
             validation and saved as ``ema`` in checkpoints; None disables it.
         ema_warmup: time constant (optimizer steps) of the EMA decay's warm-up, ``decay * (1 - exp(-step /
@@ -154,6 +159,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         amp: str | None = None,
         accumulate: int = 1,
         grad_clip: float | None = None,
+        aux_weight: float = 0.4,
         ema: float | None = None,
         ema_warmup: float = 2000.0,
         freeze: str | Sequence[str] | None = None,
@@ -232,6 +238,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         )
         # A name gets the dataset's ignore_index; a module must already use it.
         self.loss_fn = None if chosen is None else build_loss_for_dataset(chosen, self.ignore_index).to(self.device)
+        # An smp aux_params head is trained on the classes present in each mask (checked now: classes, logits).
+        self.aux_weight = float(aux_weight)
+        self.aux_classes = aux_head_classes(module, self.num_classes)
 
         self.callbacks: list[Callback] = [ModelCheckpoint(f"val/{self.monitor}", keep_last=keep_last)]
         if early_stop_patience is not None:
@@ -319,13 +328,28 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         ``takes_outputs = True`` (it then receives the model's raw outputs, e.g. Gated-SCNN's
         ``(seg_logits, edge_logits)``). A loss whose ``extra_inputs`` names batch keys (e.g.
         ``("dist_map",)``) receives them as keyword arguments. A combined loss reports each term.
+
+        An smp model built with ``aux_params`` returns ``(mask_logits, class_logits (N, K))``: the
+        segmentation loss is logged as ``loss/seg`` (or its terms), the class-presence BCE as
+        ``loss/aux_presence``, and ``loss = seg + aux_weight * aux_presence``.
         """
         if isinstance(outputs, Mapping):
             terms = {f"loss/{k}": v for k, v in outputs.items()}
             return {"loss": torch.stack(list(terms.values())).sum(), **terms}
         if self.loss_fn is None:
             raise ValueError("compute_loss: the model returned no loss dict and no loss was given")
-        if getattr(self.loss_fn, "takes_outputs", False):
+        takes_outputs = getattr(self.loss_fn, "takes_outputs", False)
+        class_logits = None
+        if (
+            self.aux_classes is not None
+            and not takes_outputs
+            and isinstance(outputs, (tuple, list))
+            and len(outputs) == 2
+            and isinstance(outputs[1], torch.Tensor)
+            and outputs[1].dim() == 2
+        ):
+            class_logits = outputs[1]
+        if takes_outputs:
             prediction = outputs
         else:
             prediction = (outputs[0] if isinstance(outputs, (tuple, list)) else outputs).float()
@@ -334,14 +358,25 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         forward_terms = getattr(self.loss_fn, "forward_terms", None)
         if callable(forward_terms):
             terms = {f"loss/{k}": v for k, v in forward_terms(prediction, target, **extra).items()}
-            return {"loss": torch.stack(list(terms.values())).sum(), **terms}
-        return {"loss": self.loss_fn(prediction, target, **extra)}
+        elif class_logits is None:
+            return {"loss": self.loss_fn(prediction, target, **extra)}
+        else:
+            terms = {"loss/seg": self.loss_fn(prediction, target, **extra)}
+        total = torch.stack(list(terms.values())).sum()
+        if class_logits is not None:
+            terms["loss/aux_presence"] = class_presence_loss(class_logits, target, self.ignore_index)
+            total = total + self.aux_weight * terms["loss/aux_presence"]
+        return {"loss": total, **terms}
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Forward one batch under autocast and return ``compute_loss``'s dict (must hold ``"loss"``)."""
+        """Forward one batch under autocast and return ``compute_loss``'s dict (must hold ``"loss"``).
+
+        Instance models train on ``training_targets(batch["target"])``: crowd instances (``iscrowd=1``)
+        are not positives; validation keeps them for COCOeval.
+        """
         with self._autocast():
             if self.task == "instance":
-                outputs = self.model(batch["image"], batch["target"])
+                outputs = self.model(batch["image"], training_targets(batch["target"]))
             else:
                 outputs = self.model(batch["image"])
         return self.compute_loss(outputs, batch)

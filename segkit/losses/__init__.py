@@ -21,9 +21,10 @@ from segkit.losses import (  # noqa: E402,F401
     lovasz,
     region,
 )
+from segkit.losses.class_presence import ClassPresenceLoss, class_presence, class_presence_loss  # noqa: E402
 from segkit.losses.combined import CombinedLoss  # noqa: E402
 
-__all__ = ["LOSSES", "CombinedLoss", "build_loss"]
+__all__ = ["LOSSES", "ClassPresenceLoss", "CombinedLoss", "build_loss", "class_presence", "class_presence_loss"]
 
 
 def build_loss(name: str | Mapping[str, float] | nn.Module, **kwargs: Any) -> nn.Module:

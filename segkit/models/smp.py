@@ -12,7 +12,7 @@ from segkit.models import MODELS
 from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
 from segkit.models.weights import is_weights_file, load_encoder_weights, load_weights
 
-__all__ = ["SMP_ARCHITECTURES", "build_smp", "unet"]
+__all__ = ["SMP_ARCHITECTURES", "aux_head", "build_smp", "unet"]
 
 # Registered name -> (smp class, one-line description). Every architecture takes the same common
 # arguments (see ``build_smp``); architecture-specific options are passed through to smp unchanged.
@@ -130,6 +130,23 @@ def unet(
         encoder_depth=encoder_depth,
         decoder_channels=tuple(decoder_channels),
     )
+
+
+def aux_head(model: nn.Module) -> nn.Module | None:
+    """The classification head of an smp model built with ``aux_params``, or None.
+
+    Args:
+        model: any module; the smp model is looked for inside it (``PadToMultiple``, DDP or other wrappers).
+
+    Returns:
+        smp's ``ClassificationHead`` (pooling, dropout, ``Linear(features, classes)``, activation) of the first
+        smp ``SegmentationModel`` found, when it has one; None for every other model.
+    """
+    for module in model.modules():
+        if isinstance(module, smp.base.SegmentationModel):
+            head = getattr(module, "classification_head", None)
+            return head if isinstance(head, nn.Module) else None
+    return None
 
 
 def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..., nn.Module]:
