@@ -157,7 +157,7 @@ def test_model_checkpoint_min_mode_writes_best_where_the_monitor_decreases(tmp_p
             metrics["val/loss"] = scripted[metrics["epoch"]]
 
     class Record(Callback):
-        def on_epoch_end(self, trainer, metrics):
+        def on_checkpoint(self, trainer, metrics):  # after ModelCheckpoint's (the list's order)
             holder.append(load_checkpoint(tmp_path / "best.pt")["metrics"]["epoch"])
 
     callback = ModelCheckpoint("val/loss", mode="min")
