@@ -33,9 +33,10 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from segkit.checkpoint import load_checkpoint, load_state_dict_checked
+from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, mismatch_report, model_weights
 from segkit.models import MODELS
 from segkit.models._utils import download_guard, torch_cache_dir
+from segkit.models.weights import is_weights_file
 
 __all__ = ["BACKBONES", "COCO_CATEGORIES", "mask_rcnn", "replace_predictors"]
 
@@ -51,6 +52,20 @@ _LIGHT = {
     "resnet34_fpn": (resnet34, ResNet34_Weights.IMAGENET1K_V1),
 }
 _LIGHT_ANCHORS = (32, 64, 128, 256)
+
+# The torchvision ImageNet file each backbone's body is initialised from (weights_backbone="imagenet" or a path).
+_IMAGENET = {
+    "resnet50_fpn": ResNet50_Weights.IMAGENET1K_V1,
+    "resnet50_fpn_v2": ResNet50_Weights.IMAGENET1K_V1,
+    "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+    "resnet18_fpn": ResNet18_Weights.IMAGENET1K_V1,
+    "resnet34_fpn": ResNet34_Weights.IMAGENET1K_V1,
+}
+
+# A ``weights_backbone`` value used inside this module only: build the layout of a pretrained backbone (frozen
+# BatchNorm where torchvision freezes it, torchvision's default trainable stages) without loading any weights,
+# for a file or checkpoint that supplies them.
+_LAYOUT = "pretrained-layout"
 
 _COCO_WEIGHTS = {
     "resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
@@ -102,15 +117,23 @@ def _build(
             if enum
             else f"weights_backbone='imagenet' ({ResNet50_Weights.IMAGENET1K_V1.url})"
         )
+        layout = weights_backbone == _LAYOUT
         with download_guard(what, "download.pytorch.org", torch_cache_dir()):
-            return builder(
+            model = builder(
                 weights=enum,
                 weights_backbone=bb_enum,
                 num_classes=91 if coco else num_classes,
-                trainable_backbone_layers=trainable_backbone_layers,
+                # torchvision ignores (and warns about) this without pretrained weights; the layout sets it below
+                trainable_backbone_layers=None if layout else trainable_backbone_layers,
                 progress=False,
                 **kwargs,
             )
+        if layout:
+            # What torchvision builds for a pretrained backbone: FrozenBatchNorm2d in v1 (v2 keeps BatchNorm2d),
+            # the last 3 stages trainable by default.
+            layers = 3 if trainable_backbone_layers is None else trainable_backbone_layers
+            _freeze_backbone(model, layers, frozen_norm=backbone == "resnet50_fpn")
+        return model
     # MobileNetV3-Large and the light ResNets: no COCO mask weights exist.
     if coco:
         raise ValueError(
@@ -122,7 +145,7 @@ def _build(
             backbone, num_classes, weights_backbone, trainable_backbone_layers, rpn_anchor_sizes, kwargs
         )
     bb_enum2 = MobileNet_V3_Large_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
-    trained = bb_enum2 is not None
+    trained = weights_backbone in ("imagenet", _LAYOUT)
     layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if trained else 6)
     norm = misc_nn_ops.FrozenBatchNorm2d if trained else nn.BatchNorm2d
     with download_guard(
@@ -159,8 +182,7 @@ def _build_light(
         )
     make, enum = _LIGHT[backbone]
     trained = weights_backbone == "imagenet"
-    # "frozen": rebuilding a model whose ImageNet backbone was trained with frozen BN, from a checkpoint.
-    frozen = trained or weights_backbone == "frozen"
+    frozen = trained or weights_backbone == _LAYOUT
     layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if frozen else 5)
     norm = misc_nn_ops.FrozenBatchNorm2d if frozen else nn.BatchNorm2d
     with download_guard(f"weights_backbone='imagenet' ({enum.url})", "download.pytorch.org", torch_cache_dir()):
@@ -189,10 +211,13 @@ def _build_light(
     )
 
 
-def _freeze_backbone(model: MaskRCNN, trainable_layers: int) -> None:
-    """Swap the ResNet body's BatchNorm for FrozenBatchNorm2d and freeze all but the last stages."""
+def _freeze_backbone(model: MaskRCNN, trainable_layers: int, frozen_norm: bool = True) -> None:
+    """Freeze all but the last ``trainable_layers`` stages of the ResNet body (torchvision's
+    ``_resnet_fpn_extractor`` rule) and, with ``frozen_norm``, swap its BatchNorm for FrozenBatchNorm2d."""
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"mask_rcnn: trainable_backbone_layers must be in [0, 5], got {trainable_layers}")
     body = model.backbone.body
-    for module in list(body.modules()):
+    for module in list(body.modules()) if frozen_norm else []:
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.BatchNorm2d):
                 setattr(module, child_name, misc_nn_ops.FrozenBatchNorm2d(child.num_features))
@@ -204,12 +229,41 @@ def _freeze_backbone(model: MaskRCNN, trainable_layers: int) -> None:
             param.requires_grad_(False)
 
 
+def _load_backbone_file(model: MaskRCNN, path: str | Path, backbone: str) -> None:
+    """Load a torchvision ImageNet classification state dict into the backbone body, as ``weights_backbone=
+    "imagenet"`` loads torchvision's file: the classifier (``fc.*``, ``classifier.*``) is not part of the body
+    and FrozenBatchNorm2d keeps no ``num_batches_tracked``; every body tensor must be in the file."""
+    source = str(path)
+    state = model_weights(load_checkpoint(path), None, source=source)
+    body = model.backbone.body
+    own = body.state_dict()
+    # The MobileNet body is the network's `features`; a whole-model file stores the body under `backbone.body.`.
+    best = dict(state)
+    for prefix in ("features.", "backbone.body.", "module."):
+        renamed = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sum(k in own for k in renamed) > sum(k in own for k in best):
+            best = renamed
+    fitting = {
+        k: v
+        for k, v in best.items()
+        if k in own or not (k.startswith(("fc.", "classifier.")) or k.endswith("num_batches_tracked"))
+    }
+    problems = mismatch_report(own, fitting)
+    if problems:
+        expected = _IMAGENET[backbone].url.rsplit("/", 1)[-1]
+        raise CheckpointError(
+            f"mask_rcnn: weights_backbone={source} does not fit backbone {backbone!r}, which takes a torchvision "
+            f"ImageNet state dict such as {expected} (a file of another network?): {problems}"
+        )
+    body.load_state_dict(fitting)
+
+
 @MODELS.register("mask_rcnn")
 def mask_rcnn(
     num_classes: int = 91,
     backbone: str = "resnet50_fpn",
     weights: str | Path | None = None,
-    weights_backbone: str | None = None,
+    weights_backbone: str | Path | None = None,
     trainable_backbone_layers: int | None = None,
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
@@ -243,7 +297,14 @@ def mask_rcnn(
             cache when online; a different ``num_classes`` replaces the box and mask predictors and keeps the
             rest), or a path to a local checkpoint (segkit checkpoint or plain state dict; its class count
             is read from the predictor, which is replaced the same way when it differs).
-        weights_backbone: None or "imagenet" (ImageNet backbone when ``weights`` is None).
+        weights_backbone: ImageNet backbone when ``weights`` is None: None (random init), "imagenet"
+            (torchvision's ImageNet file, downloaded once to the torch cache when online) or a path to that
+            file copied from an online machine (``resnet50-0676ba61.pth`` for the resnet50 variants,
+            ``resnet18-f37072fd.pth``, ``resnet34-b627a593.pth``, ``mobilenet_v3_large-8738ca79.pth``; see
+            docs/models.md). Either way the body gets torchvision's pretrained layout: frozen BatchNorm (not in
+            ``resnet50_fpn_v2``, as in torchvision) and the last 3 stages trainable unless
+            ``trainable_backbone_layers`` says otherwise. A file that does not fit is a ``CheckpointError``
+            naming the missing and unexpected keys.
         trainable_backbone_layers: backbone stages left trainable (torchvision's default when None).
         box_score_thresh: DETECTION_MIN_CONFIDENCE: detections scoring below are dropped.
         box_nms_thresh: DETECTION_NMS_THRESHOLD: per-class NMS IoU threshold.
@@ -268,8 +329,14 @@ def mask_rcnn(
         raise ValueError(f"mask_rcnn: backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
     if fpn_channels is not None and backbone not in _LIGHT:
         raise ValueError(f"mask_rcnn: fpn_channels is an option of {', '.join(_LIGHT)} only, not of {backbone!r}")
+    backbone_file = None
     if weights_backbone not in (None, "imagenet"):
-        raise ValueError(f"mask_rcnn: weights_backbone must be None or 'imagenet', got {weights_backbone!r}")
+        if not is_weights_file(weights_backbone):
+            raise ValueError(
+                "mask_rcnn: weights_backbone must be None, 'imagenet' or the path to a torchvision ImageNet "
+                f"state dict (e.g. {_IMAGENET[backbone].url.rsplit('/', 1)[-1]}), got {weights_backbone!r}"
+            )
+        backbone_file = weights_backbone
     # The images arrive ImageNet-normalised (segkit's convention): normalising again inside would
     # shift them twice, so the internal transform only resizes unless the caller asks otherwise.
     options.setdefault("image_mean", [0.0, 0.0, 0.0])
@@ -297,13 +364,14 @@ def mask_rcnn(
         build_classes = int(state[key].shape[0])
         if names is None and build_classes == num_classes and ckpt.get("class_names"):
             names = list(ckpt["class_names"])
-    backbone_init = None if (coco or state is not None) else weights_backbone
-    if (
-        state is not None
-        and backbone in _LIGHT
-        and not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state)
-    ):
-        backbone_init = "frozen"
+    backbone_init = _LAYOUT if backbone_file is not None else ("imagenet" if weights_backbone else None)
+    if coco:
+        backbone_init = None
+    elif state is not None:
+        # Saved from a pretrained (frozen-BN) model such as torchvision's COCO weights: match its layout and,
+        # like torchvision, leave only the last 3 stages trainable.
+        frozen = not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state)
+        backbone_init = _LAYOUT if frozen else None
     model = _build(
         backbone,
         build_classes,
@@ -314,13 +382,9 @@ def mask_rcnn(
         kwargs,
     )
     if state is not None:
-        if backbone == "resnet50_fpn" and not any(
-            k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state
-        ):
-            # Saved from a pretrained (frozen-BN) model such as torchvision's COCO weights: match its
-            # layout and, like torchvision, leave only the last 3 stages trainable.
-            _freeze_backbone(model, 3 if trainable_backbone_layers is None else trainable_backbone_layers)
         load_state_dict_checked(model, state, source=str(weights))
+    elif backbone_file is not None and not coco:
+        _load_backbone_file(model, backbone_file, backbone)
     loaded_classes = 91 if coco else build_classes
     if loaded_classes != num_classes:
         replace_predictors(model, num_classes)

@@ -180,3 +180,95 @@ def test_light_backbone_options_are_checked() -> None:
         build_model("mask_rcnn", num_classes=3, **{**LIGHT, "rpn_anchor_sizes": (16, 32, 64)})
     with pytest.raises(ValueError, match="no COCO Mask R-CNN weights for backbone='resnet18_fpn'"):
         build_model("mask_rcnn", weights="coco", backbone="resnet18_fpn")
+
+
+# weights_backbone=PATH: the torchvision ImageNet classification file of each backbone (random, seeded: offline).
+_CLASSIFIERS = {
+    "resnet18_fpn": torchvision.models.resnet18,
+    "resnet34_fpn": torchvision.models.resnet34,
+    "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
+    "resnet50_fpn": torchvision.models.resnet50,
+    "resnet50_fpn_v2": torchvision.models.resnet50,
+}
+
+
+def _imagenet_file(tmp_path, make, name: str = "imagenet.pth") -> tuple[str, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    net = make(weights=None)
+    with torch.no_grad():  # running statistics that differ from a fresh BatchNorm's, so loading them shows
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    state = net.state_dict()
+    torch.save(state, tmp_path / name)
+    return str(tmp_path / name), state
+
+
+@pytest.mark.parametrize("backbone", list(_CLASSIFIERS))
+def test_weights_backbone_file_loads_as_imagenet_does(backbone, monkeypatch, tmp_path) -> None:
+    import torchvision.models._api as api
+
+    path, state = _imagenet_file(tmp_path, _CLASSIFIERS[backbone])
+    options = {**SMALL, "backbone": backbone}
+    model = build_model("mask_rcnn", num_classes=3, weights_backbone=path, **options)
+    body = model.backbone.body.state_dict()
+    prefix = "features." if backbone == "mobilenet_v3_large" else ""
+    for key, value in body.items():
+        assert torch.equal(value, state[prefix + key]), key
+    # The same model as weights_backbone="imagenet" given the same file: tensors, BatchNorm kind, trainable stages.
+    monkeypatch.setattr(api, "load_state_dict_from_url", lambda *a, **k: state)
+    ref = build_model("mask_rcnn", num_classes=3, weights_backbone="imagenet", **options)
+    assert list(body) == list(ref.backbone.body.state_dict())
+    for key, value in ref.backbone.body.state_dict().items():
+        assert torch.equal(body[key], value), key
+    assert [type(m) for m in model.modules()] == [type(m) for m in ref.modules()]
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+    assert trainable == {n: p.requires_grad for n, p in ref.named_parameters()}
+    assert not all(trainable.values())  # the stem is frozen, as torchvision does for a pretrained backbone
+    # A checkpoint of it reloads (the frozen-BatchNorm layout is recognised) with no file and no download.
+    save_checkpoint({"model": model.state_dict()}, tmp_path / "det.pt")
+    again = build_model("mask_rcnn", num_classes=3, weights=str(tmp_path / "det.pt"), **options).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(again[key], value), key
+
+
+def test_weights_backbone_file_of_another_network_is_an_error(tmp_path) -> None:
+    from segkit.checkpoint import CheckpointError
+
+    path, _ = _imagenet_file(tmp_path, torchvision.models.resnet18, "resnet18-f37072fd.pth")
+    with pytest.raises(CheckpointError, match=r"resnet50-0676ba61\.pth.*missing.*layer1\.0\.conv3\.weight") as info:
+        build_model("mask_rcnn", num_classes=3, weights_backbone=path, min_size=64, max_size=64)
+    assert "shape mismatches, first: layer1.0.conv1.weight" in str(info.value)
+    torch.save({"conv1.weight": torch.zeros(1), "extra.weight": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match=r"unexpected keys, first: extra\.weight"):
+        build_model("mask_rcnn", num_classes=3, weights_backbone=str(tmp_path / "x.pt"), **LIGHT)
+    with pytest.raises(ValueError, match="None, 'imagenet' or the path .*resnet18-f37072fd.pth.*'imagenet21k'"):
+        build_model("mask_rcnn", num_classes=3, weights_backbone="imagenet21k", **LIGHT)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_torchvision_coco_state_dict_file_loads(version, tmp_path) -> None:
+    """weights=PATH with torchvision's COCO file layout: v1 was trained with frozen backbone BatchNorm (its
+    body has no ``num_batches_tracked``), v2 with plain BatchNorm."""
+    torch.manual_seed(0)
+    if version == "v1":
+        made = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+        state = {
+            k: v
+            for k, v in made.state_dict().items()
+            if not (k.startswith("backbone.body.") and k.endswith("num_batches_tracked"))
+        }
+    else:
+        made = torchvision.models.detection.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None)
+        state = made.state_dict()
+    torch.save(state, tmp_path / "coco.pth")
+    backbone = "resnet50_fpn" if version == "v1" else "resnet50_fpn_v2"
+    model = build_model("mask_rcnn", backbone=backbone, weights=str(tmp_path / "coco.pth"), min_size=64, max_size=64)
+    assert model.state_dict().keys() == state.keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    if version == "v1":
+        assert _count(model) == MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["num_params"]
+        assert not model.backbone.body.layer1[0].conv1.weight.requires_grad
+        assert model.backbone.body.layer2[0].conv1.weight.requires_grad
