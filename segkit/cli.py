@@ -134,13 +134,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = trainer.validate()
     print(f"segkit evaluate: {args.checkpoint} on {cfg.data.name} ({args.split}, {len(data)} images)")  # type: ignore[arg-type]
     if task == "instance":
-        print(f"{'metric':<16}  {'value':>7}")
-        for key, value in result.items():
-            if isinstance(value, float):
-                print(f"{key:<16}  {value:7.4f}")
+        print(_coco_table(result))
     else:
         print(trainer.last_confusion.table())
     return 0
+
+
+def _coco_table(result: dict[str, Any]) -> str:
+    """COCO AP as a table: a row per IoU type (bbox, segm), columns AP, AP50, AP75 and per object size
+    (nan: no ground-truth object of that size)."""
+    columns = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APs": "ap_small", "APm": "ap_medium", "APl": "ap_large"}
+    lines = [f"{'':<5}" + "".join(f"{c:>8}" for c in columns)]
+    for kind in ("bbox", "segm"):
+        if f"{kind}_ap" in result:
+            lines.append(f"{kind:<5}" + "".join(f"{result[f'{kind}_{key}']:8.4f}" for key in columns.values()))
+    return "\n".join(lines)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 
 from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
 from segkit.engine.rng import get_rng_state, set_rng_state
+from segkit.models import model_config
 
 if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
@@ -71,6 +72,8 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         "rng_ranks": _rank_rng_states(trainer),
         "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
         "config": trainer.config,
+        # How build_model made the model (name and arguments, no pretrained weights): rebuilt without a config.
+        "model_config": model_config(trainer.module),
         "task": trainer.task,
         "num_classes": trainer.num_classes,
         "class_names": trainer.class_names,

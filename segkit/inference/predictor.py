@@ -103,20 +103,23 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
-        """Rebuild the model saved by the Trainer (its config is inside the checkpoint) and load it.
+        """Rebuild the model saved by the Trainer (the checkpoint describes it) and load its weights.
 
         Args:
             path: a checkpoint written by the Trainer (``best.pt`` / ``last.pt``).
             device: where to run.
             **kwargs: other ``Predictor`` options (``window``, ``tta``, ``min_confidence``, ...).
 
-        Pretrained-weight options of the saved config (``encoder_weights``, ``weights``) are dropped,
-        so nothing is downloaded (see ``segkit.export.model_from_checkpoint``). New images are
-        normalised with the checkpoint's ``normalization`` (checkpoints written before segkit stored
-        it have none: ImageNet statistics for uint8 RGB, what their training used).
+        The model is named by the checkpoint's config, or else by the ``model_config`` that
+        ``build_model`` recorded (a Trainer built in Python without a config); pretrained-weight options
+        (``encoder_weights``, ``weights``) are dropped, so nothing is downloaded (see
+        ``segkit.export.model_from_checkpoint``). New images are normalised with the checkpoint's
+        ``normalization`` (checkpoints written before segkit stored it have none: ImageNet statistics
+        for uint8 RGB, what their training used).
 
         Raises:
-            CheckpointError: unreadable file, no model config inside, or weights that do not fit.
+            CheckpointError: unreadable file, no model description inside (a model not made by
+                ``build_model``), or weights that do not fit.
         """
         from segkit.export import model_from_checkpoint
 
