@@ -26,6 +26,9 @@ class CheckpointMethods:
     global_step: int
     batches_done: int
     _resumed_step: int | None
+    # Under DDP, set by ``gather_rng_states`` before each write: ((epoch, batches_done, global_step), the
+    # partial epoch's loss (sum, count) summed over the ranks), what the checkpoint stores.
+    _gathered_epoch_loss: tuple[tuple[int, int, int], torch.Tensor] | None = None
 
     @property
     def module(self) -> nn.Module:  # the Trainer's model without its DDP wrapper

@@ -1,5 +1,6 @@
 """Training-state save and restore for exact resume: what a checkpoint holds, where resume finds it,
-the per-rank RNG states, and the metrics rows an interrupted run logged after its checkpoint."""
+the per-rank RNG states and partial epoch loss, and the metrics rows an interrupted run logged after its
+checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
 from segkit.engine.rng import get_rng_state, set_rng_state
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
 
 __all__ = [
+    "check_mid_epoch_position",
     "find_resume_checkpoint",
     "gather_rng_states",
     "restore_training_state",
@@ -66,7 +69,10 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         "epoch": trainer.epoch,
         "global_step": trainer.global_step,
         "batches_done": trainer.batches_done,
-        "epoch_loss": trainer._epoch_loss.detach().cpu().clone(),
+        # The sample position of a mid-epoch checkpoint is batches_done * batch_size on each of world_size ranks.
+        "batch_size": trainer.batch_size,
+        "world_size": trainer.dist.world_size,
+        "epoch_loss": _epoch_loss_total(trainer),
         "nonfinite": [trainer.nonfinite_steps, trainer._consecutive_nonfinite],
         "rng": get_rng_state(),
         "rng_ranks": _rank_rng_states(trainer),
@@ -87,7 +93,14 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
 
 
 def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str = "checkpoint") -> None:
-    """Load what ``training_state`` saved into a trainer whose optimizer and scheduler exist."""
+    """Load what ``training_state`` saved into a trainer whose optimizer and scheduler exist.
+
+    Raises:
+        CheckpointError: a checkpoint written in the middle of an epoch, resumed with another batch size or
+            number of processes (the samples already seen could not be skipped exactly); see
+            ``check_mid_epoch_position``.
+    """
+    check_mid_epoch_position(state, trainer.batch_size, trainer.dist.world_size, source)
     load_state_dict_checked(trainer.module, state["model"], source=source)
     trainer.optimizer.load_state_dict(state["optimizer"])
     if trainer.scheduler is not None and state.get("scheduler") is not None:
@@ -102,11 +115,39 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
     trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
     trainer.batches_done = int(state.get("batches_done", 0))
     if "epoch_loss" in state:
-        trainer._epoch_loss = state["epoch_loss"].to(trainer.device)
+        # The stored (sum, count) is the whole partial epoch's, of every rank: rank 0 carries it, the others
+        # restart from zero, and the all-reduce at the epoch's end adds them up once.
+        total = state["epoch_loss"].to(trainer.device)
+        trainer._epoch_loss = total if trainer.dist.rank == 0 else torch.zeros_like(total)
     trainer.nonfinite_steps, trainer._consecutive_nonfinite = state.get("nonfinite", [0, 0])
     rng = rng_state_for_rank(state, trainer.dist.rank, trainer.dist.world_size)
     if rng is not None:
         set_rng_state(rng)
+
+
+def check_mid_epoch_position(state: Mapping[str, Any], batch_size: int, world_size: int, source: str) -> None:
+    """Refuse to resume a mid-epoch checkpoint (``batches_done > 0``) with another ``batch_size`` or number of
+    processes: each rank skips its first ``batches_done * batch_size`` samples of the epoch's order, which
+    is split across ``world_size`` ranks, so either change would skip the wrong samples. An end-of-epoch
+    checkpoint resumes with any; a checkpoint that does not store them (older segkit) is not checked.
+
+    Raises:
+        CheckpointError: naming ``source``, the stored and the current values, and the remedy.
+    """
+    if not int(state.get("batches_done", 0)):
+        return
+    stored = {"batch_size": state.get("batch_size"), "processes": state.get("world_size")}
+    current = {"batch_size": batch_size, "processes": world_size}
+    changed = [f"{k} {stored[k]} -> {current[k]}" for k in stored if stored[k] is not None and stored[k] != current[k]]
+    if changed:
+        raise CheckpointError(
+            f"{source} was written in the middle of epoch {int(state['epoch']) + 1} (after batch "
+            f"{int(state['batches_done'])}) with batch_size {stored['batch_size']} on {stored['processes']} "
+            f"process(es); this run has batch_size {batch_size} on {world_size} ({'; '.join(changed)}), so it "
+            f"cannot tell which samples of the epoch were already seen. Resume with batch_size "
+            f"{stored['batch_size']} and {stored['processes']} process(es), or from an end-of-epoch checkpoint "
+            f"(epoch_XXX.pt with keep_last, or last.pt written at an epoch's end), which resumes with any."
+        )
 
 
 def rng_state_for_rank(state: Mapping[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
@@ -127,6 +168,23 @@ def gather_rng_states(trainer: Trainer) -> None:
         from segkit.distributed import all_gather_objects
 
         trainer._rng_ranks = (trainer.global_step, all_gather_objects(get_rng_state()))
+        # The partial epoch loss of every rank, summed: rank 0's alone would be part of it.
+        total = trainer._epoch_loss.detach().clone()
+        torch.distributed.all_reduce(total)
+        trainer._gathered_epoch_loss = (_position(trainer), total.cpu())
+
+
+def _position(trainer: Trainer) -> tuple[int, int, int]:
+    return trainer.epoch, trainer.batches_done, trainer.global_step
+
+
+def _epoch_loss_total(trainer: Trainer) -> torch.Tensor:
+    """The (sum, count) of the current epoch's losses on every rank: the total gathered for this position
+    under DDP, else this process's own."""
+    gathered = trainer._gathered_epoch_loss
+    if gathered is not None and gathered[0] == _position(trainer):
+        return gathered[1].clone()
+    return trainer._epoch_loss.detach().cpu().clone()
 
 
 def _rank_rng_states(trainer: Trainer) -> list[dict[str, Any]] | None:
