@@ -29,6 +29,8 @@ import json
 import os
 import platform
 import random
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -187,9 +189,11 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(r: dict[str, Any], argv: list[str] | None) -> None:
-    """Replace (or append) the fine-tuning block of bench/RESULTS.md."""
-    path = Path(__file__).with_name("RESULTS.md")
+def write_results(r: dict[str, Any], argv: list[str] | None, path: Path | None = None) -> None:
+    """Replace (or append) the fine-tuning block of bench/RESULTS.md (or ``path``); ``argv`` None: the command
+    line's own arguments (``sys.argv[1:]``), so the recorded command is the one that was run."""
+    path = path or Path(__file__).with_name("RESULTS.md")
+    args = sys.argv[1:] if argv is None else argv
     text = path.read_text() if path.is_file() else ""
     begin, end = "<!-- finetune:start -->", "<!-- finetune:end -->"
     load = os.getloadavg()
@@ -198,7 +202,7 @@ def write_results(r: dict[str, Any], argv: list[str] | None) -> None:
             begin,
             "## Fine-tuning: a CamVid checkpoint to a task with other classes, against scratch at equal steps",
             "",
-            f"Command: `python bench/finetune.py {' '.join(argv or [])}`. CPU: {r['cpu']} "
+            f"Command: `python bench/finetune.py {shlex.join(args)}`. CPU: {r['cpu']} "
             f"(torch capability {r['capability']}), torch {r['torch']}, {r['threads']} threads, fp32; load "
             f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min). Wall time: pretrain "
             f"{r['seconds']['pretrain']:.0f} s, fine-tune {r['seconds']['finetune']:.0f} s, scratch "
