@@ -139,7 +139,8 @@ def _evaluate_like_cli(ckpt_path: Path, root: str, frames: list[int]) -> tuple[d
     metrics = trainer.validate()
     eval_s = time.perf_counter() - start
     print(trainer.last_confusion.table(), flush=True)
-    preds = np.stack([trainer.predict(data[i]["image"][None])[0].numpy().astype(np.uint8) for i in frames])
+    predictor = trainer.predictor()
+    preds = np.stack([predictor.predict(data[i]["image"][None])[0].cpu().numpy().astype(np.uint8) for i in frames])
     return {"miou": metrics["miou"], "iou": metrics["iou"], "pixel_accuracy": metrics["pixel_accuracy"],
             "eval_s": eval_s}, preds  # fmt: skip
 

@@ -14,6 +14,7 @@ __all__ = [
     "DistInfo",
     "all_gather_objects",
     "any_across_ranks",
+    "average_across_ranks",
     "broadcast_bool",
     "init_distributed",
     "unwrap",
@@ -90,6 +91,16 @@ def any_across_ranks(flag: torch.Tensor) -> torch.Tensor:
     value = flag.to(torch.int32)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return value.bool()
+
+
+def average_across_ranks(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor by its mean over all ranks, in place (gradients whose DDP backward never ran)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world = dist.get_world_size()
+    for t in tensors:
+        dist.all_reduce(t)
+        t.div_(world)
 
 
 def broadcast_bool(flag: bool, device: torch.device) -> bool:

@@ -45,8 +45,15 @@ class ModelEMA:
         return self.decay * (1.0 - math.exp(-max(step, 0) / self.warmup))
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int | None = None) -> None:
-        """Blend the current weights of ``model`` into the average (``step``: this update's number, from 1)."""
+    def update(self, model: nn.Module, step: int | None = None, skip: torch.Tensor | None = None) -> None:
+        """Blend the current weights of ``model`` into the average.
+
+        Args:
+            model: the trained model (unwrapped).
+            step: this update's number, from 1 (sets the warm-up's decay).
+            skip: a 0-dim tensor on the model's device, 1.0 when this update must leave the average as it
+                is (a step skipped on the device without a host sync), else 0.0; None: always update.
+        """
         decay = self.decay_at(step)
         ema_state = self.module.state_dict()
         floats_ema, floats_new = [], []
@@ -55,10 +62,17 @@ class ModelEMA:
             if target.dtype.is_floating_point:
                 floats_ema.append(target)
                 floats_new.append(value.detach())
-            else:
+            elif skip is None:
                 target.copy_(value)
-        if floats_ema:
+            else:
+                target.copy_(torch.where(skip > 0, target, value))
+        if not floats_ema:
+            return
+        if skip is None:
             torch._foreach_lerp_(floats_ema, floats_new, 1.0 - decay)
+        else:
+            weight = (1.0 - skip) * (1.0 - decay)  # a 0-dim tensor: no host sync
+            torch._foreach_lerp_(floats_ema, floats_new, weight)  # type: ignore[call-overload]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights."""

@@ -40,6 +40,7 @@ from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, op
 from segkit.engine.resume import gather_rng_states
 from segkit.engine.rng import seed_everything
 from segkit.engine.sampling import ResumableSampler, SeededAugmentation
+from segkit.inference import Predictor
 from segkit.losses import class_presence_loss
 from segkit.models import build_model
 
@@ -60,7 +61,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 batch = move_to_device(batch)
                 out = training_step(batch)            # forward + compute_loss; out["loss"]
                 non-finite loss on any rank: skip (all ranks), count, stop after max_nonfinite
-                backward(out["loss"] / accumulate); every `accumulate` batches: clip, step, EMA, lr step,
+                backward(out["loss"] / window); every `accumulate` batches (the window; a short last one):
+                    clip, step, EMA, lr step (a window of non-finite batches only: no step),
                     log every `log_every` steps, save last.pt every `checkpoint_every` steps
                 [on_train_batch_end(out)]
             val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
@@ -81,7 +83,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
     Launched with ``torchrun`` the Trainer joins the process group (gloo on CPU, NCCL on CUDA), wraps
     the model in DDP, shards data per rank (``batch_size`` is per process), and only rank 0 logs and
     writes checkpoints. Exact resume: ``fit(resume="last")`` restores model, optimizer, scheduler,
-    scaler, EMA, RNG states (rank 0's), callback states and the position inside the epoch.
+    scaler, EMA, every rank's RNG states, callback states and the position inside the epoch; a mid-epoch
+    checkpoint resumed with another ``batch_size`` or number of processes is refused (the samples already
+    seen would not be the same). ``trainer.predictor()`` predicts with the validation weights.
 
     Args:
         model: an ``nn.Module``, a registered name (built with the dataset's ``num_classes``, and its
@@ -255,6 +259,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         self.should_stop = False
         self.nonfinite_steps = 0
         self._consecutive_nonfinite = 0
+        self._window_finite = 0  # finite batches in the current accumulation window (host path)
         self._rng_ranks: tuple[int, list[dict[str, Any]]] | None = None  # (global_step, RNG state of each rank)
         # On-device non-finite bookkeeping (see _flag_nonfinite): [window has a bad batch, total, run, worst run].
         self._nonfinite_state = torch.zeros(4, device=self.device)
@@ -489,37 +494,43 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 skipped.update(batch["bad_samples"], echo=False)
             self._note_padding(batch)
             batch = self.move_to_device(batch)
-            boundary = (i + 1) % self.accumulate == 0 or (i + 1) == self.batches_per_epoch
+            # The window of `accumulate` batches this one belongs to (the epoch's last may be shorter).
+            window_start = i - i % self.accumulate
+            window = min(self.accumulate, self.batches_per_epoch - window_start)
+            boundary = i + 1 == window_start + window
             # Gradients are all-reduced once per optimizer step, not per accumulated batch.
             sync = nullcontext() if boundary or not self.dist.enabled else self.model.no_sync()  # type: ignore[operator]
             with sync:
                 out = self.training_step(batch)
                 loss = out["loss"]
+                backward = True
                 if self._skip_on_device:
-                    finite = self._flag_nonfinite(loss)
+                    finite = self._flag_nonfinite(loss)  # one batch per step: the optimizer masks the update
                 # Every rank must take the same branch (a rank skipping backward would hang DDP): the
                 # flag is OR-ed across ranks. This is the loop's one host sync per step; the skip needs it.
                 elif bool(ddp.any_across_ranks(~torch.isfinite(loss.detach()))):
-                    self._skip_nonfinite()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.batches_done = i + 1
-                    continue
+                    self._skip_nonfinite()  # left out of its window, as if it were not in the data
+                    finite, backward = torch.zeros((), device=self.device), False
                 else:
                     self._consecutive_nonfinite = 0
+                    self._window_finite += 1
                     finite = torch.ones((), device=self.device)
-                scaled = loss / self.accumulate
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                if backward:
+                    # The mean over the window's batches (a short last window: over its own length).
+                    scaled = loss / window
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             kept = torch.where(finite > 0, loss.detach().float(), 0.0)  # a skipped loss stays out of the mean
             self._epoch_loss += torch.stack([kept, finite])
             images += len(batch["image"])
             self.batches_done = i + 1
             if boundary:
-                self._optimizer_step()
-                if self.global_step % self.log_every == 0:
+                stepped = self._finish_window(window, backward)
+                if stepped and self.global_step % self.log_every == 0:
                     self._check_nonfinite()
                     if self.is_main_process:
                         self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
-                if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                if stepped and self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                    self._check_nonfinite()  # the on-device counts settled before they are saved
                     gather_rng_states(self)  # every rank, before rank 0 writes
                     if self.is_main_process:
                         self.save_last()
@@ -538,6 +549,33 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             "nonfinite_steps": float(self.nonfinite_steps),
         }
 
+    def _finish_window(self, window: int, synced: bool) -> bool:
+        """End an accumulation window with one optimizer step over its finite batches.
+
+        A non-finite batch is left out as if it were not in the data: the step uses the mean gradient of
+        the window's finite batches, and a window without any is no step at all (weights, optimizer state,
+        scheduler, EMA and ``global_step`` stay as they are). Returns False for such a window.
+
+        Args:
+            window: the number of batches in the window (its losses were divided by it).
+            synced: whether the window's last batch ran backward (DDP all-reduces the window there).
+        """
+        if self._skip_on_device:  # one batch per window: the fused optimizer masks a non-finite one
+            self._optimizer_step()
+            return True
+        finite, self._window_finite = self._window_finite, 0
+        if finite == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            return False
+        if finite < window or (self.dist.enabled and not synced):
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if self.dist.enabled and not synced:
+                ddp.average_across_ranks(grads)  # the all-reduce of the skipped last batch's backward
+            if finite < window:
+                torch._foreach_mul_(grads, window / finite)
+        self._optimizer_step()
+        return True
+
     def _optimizer_step(self) -> None:
         if self.grad_clip is not None:
             if self.scaler:
@@ -551,14 +589,15 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             self.optimizer.found_inf, self.optimizer.grad_scale = self._nonfinite_state[0], None  # type: ignore[attr-defined]
             self.optimizer.step()
             self.optimizer.found_inf = None  # type: ignore[attr-defined]
-            self._nonfinite_state[0] = 0
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
-            self.scheduler.step()
+            self.scheduler.step()  # on the device path, taken back at the next check if the step was skipped
         if self.ema is not None:
-            self.ema.update(self.module, self.global_step + 1)
+            skip = self._nonfinite_state[0] if self._skip_on_device else None
+            self.ema.update(self.module, self.global_step + 1, skip=skip)
+        self._nonfinite_state[0] = 0
         self.global_step += 1
 
     def _log_step(self, out: Mapping[str, Any], bar: Any, images_per_s: float) -> None:
@@ -606,12 +645,19 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             self.last_confusion = evaluator
         return evaluator.compute()
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor | list[torch.Tensor]) -> Any:
-        """Semantic: class maps ``(N, H, W)`` int64 for normalised images ``(N, 3, H, W)``.
-        Instance: the detector's list of dicts for a list of ``(3, H, W)`` images."""
-        self.eval_model.eval()
-        return self.validation_step(self.move_to_device({"image": images}))
+    def predictor(self, **kwargs: Any) -> Predictor:
+        """A ``Predictor`` of the weights validation uses (``eval_model``), with the data's class names,
+        palette and normalisation: predictions as a checkpoint of this run would give them.
+
+        Args:
+            **kwargs: ``Predictor`` options (``window``, ``tta``, ``min_confidence``, ...).
+
+        Returns:
+            A ``Predictor`` on this trainer's device; ``predictor.predict(...)`` is the one way to predict.
+        """
+        options: dict[str, Any] = {"class_names": self.class_names, "palette": self.palette,
+                                   "normalization": self.normalization, "device": self.device}  # fmt: skip
+        return Predictor(self.eval_model, **{**options, **kwargs})
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self) -> Any:

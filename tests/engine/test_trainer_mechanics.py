@@ -114,6 +114,24 @@ def test_ema_checkpoint_serves_the_ema_weights_through_predictor(tmp_path, tiny_
     torch.testing.assert_close(served, ema_logits, rtol=1e-5, atol=1e-5)
 
 
+def test_trainer_predictor_serves_the_validation_weights_with_the_data_metadata(tmp_path, tiny_shapes):
+    """One way to predict: trainer.predictor() is a Predictor of the EMA weights, with the data's names."""
+    torch.manual_seed(0)
+    data = tiny_shapes("train", 8, 32)
+    trainer = Trainer(TinyNet(), "ce", data, None, epochs=1, batch_size=4, lr=0.05, ema=0.5, ema_warmup=0.0,
+                      out_dir=tmp_path)  # fmt: skip
+    trainer.fit()
+    assert not hasattr(trainer, "predict")
+    predictor = trainer.predictor()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ema_logits, raw_logits = trainer.ema.module.eval()(x), trainer.module.eval()(x)
+    assert (ema_logits - raw_logits).abs().max() > 1e-3
+    torch.testing.assert_close(predictor.predict_logits(x), ema_logits)
+    assert torch.equal(predictor.predict(x), ema_logits.argmax(1))
+    assert predictor.class_names == list(data.class_names)
+
+
 def test_model_checkpoint_keeps_n_and_best_follows_the_monitor(tmp_path, tiny_shapes):
     trainer = Trainer(
         TinyNet(),

@@ -1,0 +1,24 @@
+"""Run by test_trainer_nonfinite.py under torchrun: 2 CPU processes (gloo), accumulate=2, and a non-finite
+loss on rank 0 only at the last batch of the first window (its backward, DDP's all-reduce, never runs)."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's segkit and tests
+
+from segkit import Trainer  # noqa: E402
+from tests.engine.test_trainer_nonfinite import NaNOnBatches, accumulate_run_kwargs  # noqa: E402
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    out = Path(sys.argv[1])
+    rank = int(__import__("os").environ["RANK"])
+    model = NaNOnBatches({1} if rank == 0 else set())
+    trainer = Trainer(model, batch_size=2, out_dir=out, **accumulate_run_kwargs())
+    trainer.fit()
+    torch.save(trainer.module.state_dict(), out / f"rank{rank}.pt")
+    torch.distributed.barrier()  # both ranks done before gloo tears down (else an abort at exit, seen here)
+    torch.distributed.destroy_process_group()
