@@ -54,9 +54,14 @@ def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
     ):
         splits: dict[str, str] = {"train": "train", "val": "val"}
     else:
-        from segkit.datasets.folder import FolderDataset
+        from segkit.config import apply_overrides
+        from segkit.datasets.folder_layout import find_layout
 
-        names = [Path(item[0]).name for item in FolderDataset(root, check_files=False, verbose=False).items]
+        # File names only: the masks are decoded by the datasets, once the --set overrides (mask_values=,
+        # palette=, the remedies the encoding errors give) are applied.
+        data = apply_overrides({"data": {}}, args.set).get("data")
+        suffix = data.get("mask_suffix") if isinstance(data, dict) else None
+        names = [p.name for p in find_layout(root, None, suffix).images]
         if len(names) < 2:
             raise FileNotFoundError(f"--data {root}: {len(names)} image(s); a training and a validation image at least")
         random.Random(args.seed).shuffle(names)

@@ -93,3 +93,93 @@ def test_train_data_uses_train_and_val_subfolders(tmp_path):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["data"]["train"]["split"] == "train" and cfg["data"]["val"]["split"] == "val"
     assert not (run / "splits").exists()
+
+
+TRIAL_SIZES = [(60, 80), (72, 96), (90, 70), (120, 96), (64, 64), (80, 100), (100, 84), (96, 120)]
+COLOURS = [(0, 0, 0), (200, 30, 30), (30, 200, 60)]
+
+
+def write_noise_folder(root, save_mask, sizes=TRIAL_SIZES, seed=0):
+    """Noise photos of varied sizes with a bright disc (class 1) and a band (class 2); masks written by
+    ``save_mask(path_without_suffix, class_map)``. No split: ``segkit train --data`` draws one."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, (h, w) in enumerate(sizes):
+        yy, xx = np.mgrid[:h, :w]
+        classes = np.zeros((h, w), np.uint8)
+        classes[(yy - h // 2) ** 2 + (xx - w // 2) ** 2 < (min(h, w) // 4) ** 2] = 1
+        classes[: h // 8, :] = 2
+        image = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
+        image[classes > 0] += 150
+        Image.fromarray(image).save(root / "images" / f"img_{i}.jpg", quality=90)
+        save_mask(root / "masks" / f"img_{i}", classes)
+    return root
+
+
+def _train_args(root, out):
+    return ["train", "--data", str(root), "--epochs", "1", "--image-size", "48", "--encoder", "resnet18",
+            "--batch-size", "4", "--out", str(out)]  # fmt: skip
+
+
+def _advertised_set(err):
+    """The ``--set '...'`` the error message tells the user to add (as the shell passes it)."""
+    found = re.findall(r"--set '([^']+)'", err)
+    assert found, err
+    return found[0]
+
+
+def test_train_data_jpeg_masks_fail_then_train_with_the_advertised_set(tmp_path, capsys):
+    def save_jpeg(path, classes):
+        Image.fromarray(np.where(classes > 0, 255, 0).astype(np.uint8)).save(f"{path}.jpg", quality=75)
+
+    root = write_noise_folder(tmp_path / "data", save_jpeg)
+    assert main(_train_args(root, tmp_path / "first")) == 2
+    err = capsys.readouterr().err
+    assert "JPEG mask" in err and "lossy compression" in err
+    remedy = _advertised_set(err)
+    assert remedy == "data.mask_values=[0,255]"
+    assert main([*_train_args(root, tmp_path / "run"), "--set", remedy]) == 0
+    out = capsys.readouterr().out
+    assert "lossy (JPEG) masks: every pixel snapped" in out
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert cfg["data"]["mask_values"] == [0, 255] and cfg["model"]["num_classes"] == 2
+    assert (tmp_path / "run" / "best.pt").is_file()
+    assert out.count("share of pixels per class") == 1  # the folder's encoding block once, not per split
+
+
+def test_train_data_colour_masks_fail_then_train_with_the_advertised_palette(tmp_path, capsys):
+    def save_rgb(path, classes):
+        Image.fromarray(np.asarray(COLOURS, np.uint8)[classes]).save(f"{path}.png")
+
+    root = write_noise_folder(tmp_path / "data", save_rgb)
+    assert main(_train_args(root, tmp_path / "first")) == 2
+    err = capsys.readouterr().err
+    assert "RGB colour masks, but no palette=" in err
+    remedy = _advertised_set(err)
+    assert remedy.startswith("data.palette=[[0,0,0],")
+    assert sorted(map(tuple, yaml.safe_load(remedy.split("=", 1)[1]))) == sorted(COLOURS)
+    assert main([*_train_args(root, tmp_path / "run"), "--set", remedy]) == 0
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert cfg["model"]["num_classes"] == 3
+
+
+def test_train_data_gapped_grey_masks_fail_then_train_with_the_advertised_values(tmp_path, capsys):
+    def save_grey(path, classes):
+        Image.fromarray((classes * 85).astype(np.uint8)).save(f"{path}.png")
+
+    root = write_noise_folder(tmp_path / "data", save_grey, sizes=TRIAL_SIZES[:4])
+    assert main(_train_args(root, tmp_path / "first")) == 2
+    remedy = _advertised_set(capsys.readouterr().err)
+    assert remedy == "data.mask_values=[0,85,170]"
+    assert main([*_train_args(root, tmp_path / "run"), "--set", remedy]) == 0
+
+
+def test_train_data_with_a_val_folder_of_negative_images_trains(tmp_path):
+    write_photo_folder(tmp_path / "data" / "train", sizes=SIZES[:4])
+    write_photo_folder(tmp_path / "data" / "val", sizes=SIZES[4:6], seed=1)
+    for mask in (tmp_path / "data" / "val" / "masks").iterdir():  # defect detection: images without defects
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(mask)))).save(mask)
+    run = tmp_path / "run"
+    assert main(_train_args(tmp_path / "data", run)) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["num_classes"] == 3

@@ -34,6 +34,11 @@ What is refused, before any training (each message names a file, the reason and 
 - ``holds the split folders ['train', 'val']``: pass ``split="train"`` (and a second dataset for ``"val"``).
 
 Masks without images are reported in one warning line (count and first names).
+
+Splits (``split="train"``, ``"val"``, a split list): the encoding, ``num_classes`` and the checks above are
+decided over the masks of every split of the folder, so the splits agree (a validation split holding a class
+training lacks does not make its own class count) and a split of negative images only is accepted (a note says
+so). The folder's block is printed once per process, then one line per split with its own pixel shares.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.base import default_palette
 from segkit.datasets.decoding import read_image, read_mask
 from segkit.datasets.file_dataset import FileDataset, check_decoded, check_items
+from segkit.datasets.folder_encoding import folder_mask_files, shared_encoding, split_encoding, split_line
 from segkit.datasets.folder_layout import find_layout
 from segkit.datasets.mask_encoding import MaskEncoding, detect_mask_encoding
 
@@ -83,7 +89,8 @@ class FolderDataset(FileDataset):
         root: the dataset folder.
         split: None for every image; a subfolder of ``root`` holding ``images/`` and ``masks/``; or a split list
             ``{root}/{split}.txt`` (one stem or file name per line); a path ending in ``.txt`` is read directly.
-        num_classes: number of classes; None infers it from the masks.
+        num_classes: number of classes; None infers it from the masks (of every split of the folder, so the
+            splits agree).
         class_names: names; default ``class_0 ...`` (``background``, ``foreground`` for 0/255 binary masks).
         palette: ``(K, 3)`` RGB colours: colour-coded masks, colour ``k`` is class ``k`` (other colours ->
             ``ignore_index``); with index masks only the display colours.
@@ -153,15 +160,25 @@ class FolderDataset(FileDataset):
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
         strict = check_files and on_bad_sample == "raise"
-        self.encoding: MaskEncoding = detect_mask_encoding(
-            [m for _, m in self.items],
-            num_classes=num_classes,
-            mask_values=mask_values,
-            palette=palette,
-            ignore_index=ignore_index,
-            unlisted=unlisted,
-            bad_files="raise" if strict else "keep",
-        )
+        decide: dict[str, Any] = {
+            "num_classes": num_classes,
+            "mask_values": mask_values,
+            "palette": palette,
+            "ignore_index": ignore_index,
+            "unlisted": unlisted,
+            "bad_files": "raise" if strict else "keep",
+        }
+        masks = [m for _, m in self.items]
+        # A split is decided with the whole folder (one class count for every split; see folder_encoding).
+        whole = folder_mask_files(self.root, split, self.layout.mask_suffix) if split is not None else []
+        whole = sorted(set(whole) | {m for m in masks if m.is_file()})
+        shared = split is not None and len(whole) > len({m for m in masks if m.is_file()})
+        folder_block = True
+        if shared:
+            folder, folder_block = shared_encoding(whole, **decide)
+            self.encoding: MaskEncoding = split_encoding(folder, masks, strict)
+        else:
+            self.encoding = detect_mask_encoding(masks, **decide)
         self.num_classes = self.encoding.num_classes
         if class_names is None:  # 0/255 masks draw one thing on a background: say so in every table
             binary = self.encoding.kind == "binary"
@@ -174,7 +191,11 @@ class FolderDataset(FileDataset):
         given = colours is not None and len(colours) == self.num_classes
         self.palette = colours if given and colours is not None else default_palette(self.num_classes)
         self.class_pixel_share = self.encoding.pixel_share
-        if verbose:
+        if verbose and shared:  # the folder's block once per process, then one line per split
+            if folder_block:
+                print(folder.summary(self.class_names, name=f"folder {self.root.name} (every split)"), flush=True)
+            print(split_line(self.encoding, str(split), len(self.items), self.class_names), flush=True)
+        elif verbose:
             print(self.encoding.summary(self.class_names, name="folder"), flush=True)
         self._init_image_format()  # in_channels and dtype from the first image's header; normalization
 

@@ -11,7 +11,13 @@ import numpy as np
 
 from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.label_tables import LabelTable, rgb_to_index
-from segkit.datasets.mask_messages import bad_value_message, colour_message, gap_message, odd_mode_message
+from segkit.datasets.mask_messages import (
+    bad_value_message,
+    cli_set,
+    colour_message,
+    gap_message,
+    odd_mode_message,
+)
 from segkit.datasets.mask_stats import (
     MaskStats,
     count_masks,
@@ -291,11 +297,18 @@ def detect_mask_encoding(
         first = lossy_files[0][0]
     if lossy and values is None and colours is None:
         stats = count_masks([first], progress=False)
+        colour = bool(stats.per_file) and stats.per_file[0][3]  # colours, not grey saved as RGB
+        remedy = (
+            "pass palette=[[r, g, b], ...] (the colours you drew, in class order; segkit train: "
+            f"{cli_set('palette', [[0, 0, 0], [255, 0, 0]])})"
+            if colour
+            else "pass mask_values=[...] (the values you drew, in class order, e.g. [0, 255]; segkit train: "
+            f"{cli_set('mask_values', [0, 255])})"
+        )
         raise MaskEncodingError(
             f"{first}: a {lossy} mask: lossy compression invents values near every edge "
             f"({stats.distinct()} distinct values in this file), so labels cannot be read exactly. Remedy: save "
-            "the masks as PNG, or pass mask_values=[...] (the values you drew, in class order, e.g. [0, 255]) to "
-            "snap every pixel to the nearest listed value"
+            f"the masks as PNG, or {remedy} to snap every pixel to the nearest listed one"
         )
     kept = [paths[i] for i in readable if headers[i].group == group]  # type: ignore[union-attr]
     stats = count_masks(kept)
@@ -368,7 +381,7 @@ class _Context:
             raise MaskEncodingError(
                 f"{self.first}: every pixel of the {stats.files} label files read is ignore_index {ign}: nothing "
                 f"to learn. Remedy: if {ign} marks a class (e.g. foreground of 0/{ign} masks), pass "
-                f"mask_values=[0, {ign}]; otherwise the masks are empty"
+                f"mask_values=[0, {ign}] ({cli_set('mask_values', [0, ign])}); otherwise the masks are empty"
             )
         kind = "palette" if modes == {"P"} else "index16" if modes & {"I;16", "I", "I;16B"} else "index"
         k = self.num_classes or (len(self.colours) if self.colours is not None else None)
@@ -404,7 +417,8 @@ class _Context:
         if enc.num_classes < 2:
             raise MaskEncodingError(
                 f"{self.first}: num_classes={enc.num_classes}: a model needs at least 2 classes. Remedy: give "
-                "every class present (background included), e.g. mask_values=[0, 255] for binary masks"
+                "every class present (background included), e.g. mask_values=[0, 255] for binary masks "
+                f"({cli_set('mask_values', [0, 255])})"
             )
         total = counts.sum()
         if total == 0:
@@ -425,7 +439,8 @@ class _Context:
             if enc.ignored_share > 0 and enc.kind not in ("binary", "values"):
                 hint = (
                     f"; {100 * enc.ignored_share:.1f}% of the pixels are {enc.ignore_index} (ignore_index): if "
-                    f"that value marks a class, pass mask_values=[0, {enc.ignore_index}]"
+                    f"that value marks a class, pass mask_values=[0, {enc.ignore_index}] "
+                    f"({cli_set('mask_values', [0, enc.ignore_index])})"
                 )
             raise MaskEncodingError(
                 f"{self.first}: every labelled pixel of the {stats.files} label files is class {int(classes[0])}: "

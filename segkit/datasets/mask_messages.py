@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from segkit.datasets.mask_stats import MaskStats, palette_block
 
 if TYPE_CHECKING:
     from segkit.datasets.mask_encoding import MaskEncoding
 
-__all__ = ["bad_value_message", "colour_message", "gap_message", "odd_mode_message"]
+__all__ = ["bad_value_message", "cli_set", "colour_message", "gap_message", "odd_mode_message"]
+
+
+def cli_set(key: str, value: Any) -> str:
+    """The command-line form of a dataset argument, as ``segkit train`` (``--data`` or ``--config``) takes it.
+
+    Example:
+        >>> cli_set("mask_values", [0, 255])
+        "--set 'data.mask_values=[0,255]'"
+    """
+    return f"--set 'data.{key}={json.dumps(value, separators=(',', ':'))}'"
 
 
 def odd_mode_message(path: Path, mode: str, group: str) -> str:
@@ -23,12 +34,14 @@ def odd_mode_message(path: Path, mode: str, group: str) -> str:
 def gap_message(path: Path, labelled: list[int], gaps: list[int], ign: int, has_ign: bool, files: int) -> str:
     """Grey values with gaps (``{0, 85, 170}``): the values found and the ``mask_values`` to pass."""
     shown = ", ".join(str(g) for g in gaps[:6]) + (", ..." if len(gaps) > 6 else "")
-    remedy = f"mask_values={labelled}"
+    remedy = f"mask_values={labelled} (segkit train: {cli_set('mask_values', labelled)})"
     if has_ign:
-        remedy += f" ({ign} stays ignore_index) or mask_values={[*labelled, ign]} if {ign} is a class"
+        remedy += f"; {ign} stays ignore_index, or mask_values={[*labelled, ign]} if {ign} is a class"
     if max(labelled) < ign:
+        k = max(labelled) + 1
         remedy += (
-            f"; or, if they are indices and those classes are just absent, confirm with num_classes={max(labelled) + 1}"
+            f"; or, if they are indices and those classes are just absent, confirm with num_classes={k} "
+            f"({cli_set('num_classes', k)})"
         )
     return (
         f"{path}: the {files} label files hold the values {labelled[:20]}{' ...' if len(labelled) > 20 else ''}, "
@@ -45,7 +58,8 @@ def colour_message(path: Path, stats: MaskStats) -> str:
     return (
         f"{path}: RGB colour masks, but no palette= maps colours to classes. {len(colours)} colours found in "
         f"{stats.files} files: {listing}{more}. Remedy: pass palette= with one RGB colour per class, in class order "
-        f"(the block below lists them by share: reorder its lines into your classes); in a config, under data:\n{palette_block(colours[:20])}"
+        f"(listed here by share: reorder them into your classes, and leave out edge colours). segkit train: "
+        f"{cli_set('palette', colours[:20].tolist())}; in a config, under data:\n{palette_block(colours[:20])}"
     )
 
 
@@ -57,10 +71,11 @@ def bad_value_message(path: Path, found: list[int], rgb: bool, enc: MaskEncoding
         listed = enc.values
         return (
             f"{path}: label values {found[:8]} are not in the stored values {listed} (nor ignore_index "
-            f"{enc.ignore_index}). Remedy: list them in mask_values, or pass unlisted='ignore' to ignore them"
+            f"{enc.ignore_index}). Remedy: list them in mask_values, or pass unlisted='ignore' to ignore them "
+            f"(segkit train: {cli_set('unlisted', 'ignore')})"
         )
     return (
         f"{path}: label values {found[:8]} are neither a class in [0, {enc.num_classes}) nor ignore_index "
-        f"{enc.ignore_index}. Remedy: pass num_classes={max(found) + 1} if they are classes, mask_values=[...] "
-        "if the stored values are codes, or fix this file"
+        f"{enc.ignore_index}. Remedy: pass num_classes={max(found) + 1} if they are classes (segkit train: "
+        f"{cli_set('num_classes', max(found) + 1)}), mask_values=[...] if the stored values are codes, or fix this file"
     )

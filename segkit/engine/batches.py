@@ -54,15 +54,28 @@ def data_info(train: Any, val: Any) -> DatasetInfo:
     through ``Subset`` / ``ConcatDataset`` wrappers (``dataset_info``).
 
     Raises:
-        ValueError: train and validation data disagree on ``ignore_index``.
+        ValueError: train and validation data disagree on ``ignore_index`` or ``num_classes`` (the model is
+            built for the training classes: a validation label beyond them would be dropped by the metrics).
     """
     info = dataset_info(train if train is not None else val)
     if train is not None and val is not None:
-        val_ignore = dataset_info(val).ignore_index
-        if val_ignore != info.ignore_index:
+        val_info = dataset_info(val)
+        if val_info.ignore_index != info.ignore_index:
             raise ValueError(
-                f"val_data: ignore_index={val_ignore} but train_data's is {info.ignore_index}; give both "
+                f"val_data: ignore_index={val_info.ignore_index} but train_data's is {info.ignore_index}; give both "
                 "datasets the same ignore_index"
+            )
+        ours, theirs = info.num_classes, val_info.num_classes
+        if ours is not None and theirs is not None and ours != theirs:
+            effect = (
+                f"the validation labels {list(range(ours, theirs))[:8]} would be dropped from the metrics unseen"
+                if theirs > ours
+                else f"validation would score classes {list(range(theirs, ours))[:8]} that its data cannot have"
+            )
+            raise ValueError(
+                f"val_data: num_classes={theirs} but train_data's is {ours}: the model is built for {ours} "
+                f"classes, so {effect}. Remedy: pass num_classes={max(ours, theirs)} to both datasets (a folder "
+                "dataset built with split= infers it over every split of the folder)"
             )
     return info
 

@@ -205,3 +205,18 @@ def test_random_split_of_a_folder_trains_with_the_model_given_by_name(tmp_path):
     assert np.isfinite(metrics["train/loss"]) and "val/iou/car" in metrics
     assert load_checkpoint(tmp_path / "run" / "last.pt")["num_classes"] == 3
     assert torch.equal(trainer.last_confusion.mat.sum(), torch.tensor(2 * 32 * 40))  # the 2 val images
+
+
+def test_train_and_val_data_with_different_num_classes_are_refused(tmp_path):
+    _folder(tmp_path / "a", n=2, num_classes=3)
+    _folder(tmp_path / "b", n=2, num_classes=4, seed=1)
+    train = build_dataset("folder", root=tmp_path / "a", verbose=False)
+    val = build_dataset("folder", root=tmp_path / "b", verbose=False)
+    assert (train.num_classes, val.num_classes) == (3, 4)
+    with pytest.raises(ValueError) as e:
+        Trainer(nn.Conv2d(3, 3, 1), "ce", train, val, out_dir=tmp_path / "run")
+    text = str(e.value)
+    assert "val_data: num_classes=4 but train_data's is 3" in text and "num_classes=4" in text.split("Remedy")[1]
+    # Through wrappers too: a Subset of the validation set carries its dataset's class count.
+    with pytest.raises(ValueError, match="val_data: num_classes=4"):
+        Trainer(nn.Conv2d(3, 3, 1), "ce", train, torch.utils.data.Subset(val, [0]), out_dir=tmp_path / "run")
