@@ -94,6 +94,41 @@ def test_resume_across_the_unfreeze_is_exact(tmp_path, tiny_shapes):
         assert torch.equal(a, b), k
 
 
+def test_resume_after_a_kill_inside_the_unfreeze_warmup_is_exact(tmp_path, tiny_shapes):
+    """Killed mid-epoch in the unfreeze epoch, while the encoder's own warm-up is under way: the resumed run
+    re-freezes nothing, continues the warm-up where it was and ends bitwise equal to the uninterrupted run."""
+    from segkit.checkpoint import load_checkpoint
+
+    class KillAfterStep(Callback):
+        def on_train_batch_end(self, trainer, outputs):
+            if trainer.global_step == 7:
+                raise KeyboardInterrupt  # as a kill: no end-of-epoch checkpoint, no cleanup
+
+    # 16 images / 4 = 4 steps per epoch; the encoder joins at step 5 and warms up over warmup_iters = 3 steps (5-7).
+    options = {"n": 16, "freeze": "encoder", "unfreeze_at": 1, "warmup_iters": 3, "checkpoint_every": 2}
+    whole = _trainer(tmp_path / "a", tiny_shapes, **options)
+    whole.fit()
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path / "b", tiny_shapes, **options, callbacks=[KillAfterStep()]).fit()
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (state["epoch"], state["global_step"], state["batches_done"]) == (1, 6, 2)  # mid-warm-up
+    resumed = _trainer(tmp_path / "b", tiny_shapes, **options)
+    resumed.fit(resume="last")
+    for (k, a), b in zip(whole.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), k
+    for a, b in zip(whole.optimizer.state_dict()["state"].values(), resumed.optimizer.state_dict()["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def lr_rows(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["train/lr"], r["train/lr/model.encoder"]) for r in rows if "train/lr" in r]
+
+    assert lr_rows(tmp_path / "b") == lr_rows(tmp_path / "a")  # every step logged once, the same rates
+    # The row of step k holds the lr of step k + 1 (none after the last): the encoder's ramp over steps 5-7.
+    ratios = [enc / lr for _, lr, enc in lr_rows(tmp_path / "a")[:-1]]
+    assert ratios == pytest.approx([0, 0, 0, 1 / 3, 2 / 3, 1, 1])
+
+
 def test_config_keys_reach_the_trainer(tmp_path):
     cfg = config_from_dict(
         {
@@ -105,6 +140,36 @@ def test_config_keys_reach_the_trainer(tmp_path):
     trainer = Trainer.from_config(cfg)
     assert trainer.frozen == ["model.encoder"] and trainer.lr_mult == {"model.decoder": 0.5}
     assert not any(p.requires_grad for p in trainer.module.model.encoder.parameters())
+
+
+def test_model_weights_in_a_yaml_config_reach_build_model(tmp_path, capsys):
+    """``model.weights:`` in a YAML file: a 4-class checkpoint starts a 3-class run, every tensor but the head."""
+    import yaml
+
+    from segkit.checkpoint import save_checkpoint
+    from segkit.config import load_config
+
+    torch.manual_seed(5)
+    source = build_model(**{**UNET, "num_classes": 4})
+    save_checkpoint({"model": source.state_dict()}, tmp_path / "four.pt")
+    raw = {
+        "model": {**UNET, "num_classes": 3, "weights": str(tmp_path / "four.pt")},
+        "data": {"name": "shapes", "image_size": 32, "train": {"num_images": 4}, "val": {"num_images": 2}},
+        "train": {"out_dir": str(tmp_path / "run"), "device": "cpu"},
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "cfg.yaml")
+    assert cfg.model.params["weights"] == str(tmp_path / "four.pt")
+    model = Trainer.from_config(cfg).module
+    theirs = source.state_dict()
+    for key, value in model.state_dict().items():
+        if key.startswith("model.segmentation_head."):
+            assert value.shape[0] == 3 and theirs[key].shape[0] == 4, key  # the new 3-class head
+        else:
+            assert torch.equal(value, theirs[key]), key
+    assert "new head for 3 classes (the file has 4), not loaded: model.segmentation_head.0.weight" in (
+        capsys.readouterr().err
+    )
 
 
 def test_mask_rcnn_parts_freeze_by_the_same_prefixes():
