@@ -469,6 +469,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 if self.should_stop:
                     break
             self._call("on_fit_end")
+            if self.dist.enabled:  # ranks leave fit together (a rank torn down early aborts gloo, seen here)
+                torch.distributed.barrier()
         finally:
             self._close_trackers()
         return metrics
