@@ -81,7 +81,8 @@ class TrainConfig:
     optimizer: str = "adamw"
     scheduler: str | None = "poly"
     warmup_iters: int = 0
-    amp: str | None = None
+    amp: str | None = None  # None, "auto", "bf16" or "fp16"
+    compile: bool | str = False  # False, True or "auto" (CUDA only)
     accumulate: int = 1
     grad_clip: float | None = None
     aux_weight: float = 0.4
@@ -192,6 +193,13 @@ def _train(block: Any) -> TrainConfig:
         if key not in known:
             raise ConfigError(_unknown_key(f"train.{key}", key, known))
         kwargs[key] = _check_type(value, hints[key], f"train.{key}")
+    from segkit.engine.compiling import COMPILE_CHOICES
+    from segkit.engine.precision import AMP_CHOICES
+
+    for key, choices in (("amp", AMP_CHOICES), ("compile", COMPILE_CHOICES)):  # fail at load, not at fit
+        if key in kwargs and kwargs[key] not in choices:
+            shown = ", ".join("null" if c is None else str(c).lower() if isinstance(c, bool) else c for c in choices)
+            raise ConfigError(f"train.{key}: expected one of {shown}, got {kwargs[key]!r}")
     return TrainConfig(**kwargs)
 
 

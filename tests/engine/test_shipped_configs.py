@@ -21,7 +21,7 @@ def test_voc_deeplabv3plus_config_trains_on_images_of_different_sizes(tmp_path, 
     overrides = [f"data.root={tmp_path / 'voc' / 'VOCdevkit'}", "model.encoder=resnet18", "model.encoder_weights=null",
                  "train.epochs=1", "train.workers=0", "train.batch_size=4", f"train.out_dir={tmp_path / 'run'}"]  # fmt: skip
     cfg = load_config(CONFIGS / "voc_deeplabv3plus.yaml", overrides)
-    assert cfg.data.name == "voc_aug" and cfg.train.amp == "bf16" and cfg.model.params["encoder_output_stride"] == 16
+    assert cfg.data.name == "voc_aug" and cfg.train.amp == "auto" and cfg.model.params["encoder_output_stride"] == 16
     trainer = Trainer.from_config(cfg)
     metrics = trainer.fit()
     assert np.isfinite(metrics["train/loss"]) and 0.0 <= metrics["val/miou"] <= 1.0
