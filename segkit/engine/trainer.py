@@ -66,7 +66,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 backward(out["loss"] / window); every `accumulate` batches (the window; a short last one):
                     clip, step, EMA, lr step (a window of non-finite batches only: no step),
                     log every `log_every` steps, save last.pt every `checkpoint_every` steps
-                [on_train_batch_end(out)]
+                [on_train_batch_end(out)]             # not after a batch skipped as non-finite (host path)
             val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
                                                       # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
@@ -580,7 +580,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                     gather_rng_states(self)  # every rank, before rank 0 writes
                     if self.is_main_process:
                         self.save_last()
-            self._call("on_train_batch_end", out)
+            if backward:  # a batch skipped on the host is not a training batch for the callbacks either
+                self._call("on_train_batch_end", out)
         self._check_nonfinite()
         elapsed = time.perf_counter() - start
         total = self._epoch_loss.clone()

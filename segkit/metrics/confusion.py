@@ -14,7 +14,9 @@ __all__ = ["ConfusionMatrix"]
 class ConfusionMatrix:
     """Accumulates a ``(C, C)`` confusion matrix (rows = target, columns = prediction).
 
-    Pixels whose target is ``ignore_index`` (or outside ``[0, C)``) are not counted.
+    Pixels whose target is ``ignore_index`` are not counted. A target label outside ``[0, C)`` (other than
+    ``ignore_index``) or a prediction outside ``[0, C)`` means the data, the model and ``C`` disagree: such
+    pixels are counted apart and ``compute`` raises, naming how many, instead of scoring without them.
     Per-class scores come from the matrix of the whole set; a class absent from both target
     and prediction gets NaN and is left out of the means (the Cityscapes/mmseg convention).
 
@@ -42,10 +44,13 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.mat = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+        # Pixels of labels / predictions outside [0, C): counted on the device, checked in compute().
+        self.out_of_range = torch.zeros(2, dtype=torch.int64, device=device)
 
     def reset(self) -> None:
         """Zero the matrix."""
         self.mat.zero_()
+        self.out_of_range.zero_()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -64,13 +69,20 @@ class ConfusionMatrix:
         n = self.num_classes
         if self.mat.device != target.device:
             self.mat = self.mat.to(target.device)
+            self.out_of_range = self.out_of_range.to(target.device)
         target = target.reshape(-1)
         pred = pred.reshape(-1).to(target.dtype)
-        valid = (target >= 0) & (target < n) & (target != self.ignore_index)
-        # Uncounted pixels go to an extra last bin that is dropped: cheaper than boolean indexing (two
-        # gathers, and a host sync on CUDA), and the same counts.
-        idx = torch.where(valid, target * n + pred.clamp(0, n - 1), n * n)
-        self.mat += torch.bincount(idx, minlength=n * n + 1)[: n * n].reshape(n, n)
+        ignored = target == self.ignore_index
+        label_ok = (target >= 0) & (target < n)
+        pred_ok = (pred >= 0) & (pred < n)
+        valid = label_ok & ~ignored & pred_ok
+        # Uncounted pixels go to extra bins: cheaper than boolean indexing (two gathers, and a host sync
+        # on CUDA), and the same counts. Bin n*n: ignored; n*n+1: label out of range; n*n+2: prediction.
+        spare = torch.where(ignored, n * n, torch.where(label_ok, n * n + 2, n * n + 1))
+        idx = torch.where(valid, target * n + pred.clamp(0, n - 1), spare)
+        counts = torch.bincount(idx, minlength=n * n + 3)
+        self.mat += counts[: n * n].reshape(n, n)
+        self.out_of_range += counts[n * n + 1 :]
 
     def all_reduce(self) -> None:
         """Sum the matrix over all processes of the default group (no-op when not distributed)."""
@@ -78,6 +90,7 @@ class ConfusionMatrix:
 
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.mat)
+            dist.all_reduce(self.out_of_range)
 
     def compute(self) -> dict[str, Any]:
         """Return the scores of everything seen so far.
@@ -86,7 +99,18 @@ class ConfusionMatrix:
             Dict with floats ``miou``, ``mdice``, ``pixel_accuracy``, ``mean_accuracy`` and lists
             ``iou``, ``dice``, ``accuracy`` (one per class, NaN for classes absent from both target and
             prediction; accuracy is NaN for classes absent from the target).
+
+        Raises:
+            ValueError: some target label (not ``ignore_index``) or prediction was outside ``[0, C)``.
         """
+        labels, preds = (int(v) for v in self.out_of_range.tolist())
+        if labels or preds:
+            raise ValueError(
+                f"ConfusionMatrix: {labels} target pixels with labels outside [0, {self.num_classes}) (and not "
+                f"ignore_index={self.ignore_index}) and {preds} predicted pixels outside it: the data, the model "
+                f"and num_classes={self.num_classes} disagree, so the scores would leave those pixels out. Give "
+                f"the model and the metric the data's number of classes, or map those labels to ignore_index."
+            )
         mat = self.mat.double().cpu()
         tp = mat.diag()
         gt = mat.sum(1)

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from segkit.metrics import ConfusionMatrix
@@ -54,3 +55,21 @@ def test_logits_are_argmaxed_and_reset():
     assert cm.compute()["miou"] == 1.0
     cm.reset()
     assert int(cm.mat.sum()) == 0
+
+
+def test_labels_or_predictions_outside_the_classes_are_an_error_not_dropped():
+    """A val label the model cannot predict (data with more classes than the metric) must not vanish
+    from the scores: counted apart, and compute() says so. Ignored pixels stay ignored."""
+    cm = ConfusionMatrix(3, ignore_index=255)
+    cm.update(torch.tensor([[0, 1, 2, 255]]), torch.tensor([[0, 1, 2, 255]]))
+    assert cm.compute()["miou"] == 1.0  # ignore_index is not out of range
+    cm.update(torch.tensor([[0, 1]]), torch.tensor([[3, 1]]))
+    with pytest.raises(ValueError, match=r"1 target pixels with labels outside \[0, 3\).*0 predicted pixels"):
+        cm.compute()
+    cm.reset()
+    cm.update(torch.tensor([[4, 1]]), torch.tensor([[2, 1]]))  # a model with more outputs than classes
+    with pytest.raises(ValueError, match=r"0 target pixels.*1 predicted pixels outside"):
+        cm.compute()
+    cm.reset()
+    cm.update(torch.tensor([[2, 1]]), torch.tensor([[2, 1]]))
+    assert cm.compute()["pixel_accuracy"] == 1.0
