@@ -15,6 +15,8 @@ from typing import Any, Union
 import yaml
 
 __all__ = [
+    "AMP_CHOICES",
+    "COMPILE_CHOICES",
     "ComponentConfig",
     "Config",
     "ConfigError",
@@ -67,6 +69,11 @@ class DataConfig:
         if extra is None:
             return None
         return {**self.params, **extra}
+
+
+# The values train.amp and train.compile take (the Trainer's arguments of the same names use these too).
+AMP_CHOICES: tuple[str | None, ...] = (None, "auto", "bf16", "fp16")
+COMPILE_CHOICES: tuple[bool | str, ...] = (False, True, "auto")
 
 
 @dataclass
@@ -193,9 +200,6 @@ def _train(block: Any) -> TrainConfig:
         if key not in known:
             raise ConfigError(_unknown_key(f"train.{key}", key, known))
         kwargs[key] = _check_type(value, hints[key], f"train.{key}")
-    from segkit.engine.compiling import COMPILE_CHOICES
-    from segkit.engine.precision import AMP_CHOICES
-
     for key, choices in (("amp", AMP_CHOICES), ("compile", COMPILE_CHOICES)):  # fail at load, not at fit
         if key in kwargs and kwargs[key] not in choices:
             shown = ", ".join("null" if c is None else str(c).lower() if isinstance(c, bool) else c for c in choices)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["COMPILE_CHOICES", "compile_module", "compile_probe", "resolve_compile", "uncompiled"]
+from segkit.config import COMPILE_CHOICES
 
-COMPILE_CHOICES: tuple[Any, ...] = (False, True, "auto")
+__all__ = ["compile_module", "compile_probe", "resolve_compile", "uncompiled"]
 
 
 @functools.cache

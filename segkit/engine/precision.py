@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["AMP_CHOICES", "cpu_bf16_support", "cuda_bf16_support", "resolve_amp"]
+from segkit.config import AMP_CHOICES
 
-AMP_CHOICES = (None, "auto", "bf16", "fp16")
+__all__ = ["cpu_bf16_support", "cuda_bf16_support", "resolve_amp"]
 
 
 @functools.cache

@@ -18,13 +18,14 @@ from tqdm import tqdm
 
 from segkit import distributed as ddp
 from segkit.checkpoint import check_writable_dir
+from segkit.config import AMP_CHOICES, COMPILE_CHOICES
 from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded, training_targets
 from segkit.datasets.bad_samples import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine.batches import aux_head_classes, build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.checkpointing import CheckpointMethods
-from segkit.engine.compiling import COMPILE_CHOICES, compile_module, compile_probe, resolve_compile, uncompiled
+from segkit.engine.compiling import compile_module, compile_probe, resolve_compile, uncompiled
 from segkit.engine.ema import ModelEMA
 from segkit.engine.finetune import (
     group_lrs,
@@ -37,7 +38,7 @@ from segkit.engine.finetune import (
 from segkit.engine.inputs import as_dataset, resolve_device, to_device
 from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
-from segkit.engine.precision import AMP_CHOICES, resolve_amp
+from segkit.engine.precision import resolve_amp
 from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
 from segkit.engine.resume import gather_rng_states
 from segkit.engine.rng import seed_everything
