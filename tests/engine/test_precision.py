@@ -1,5 +1,6 @@
 """``amp="auto"``: the precision chosen for each probed machine, the line that says why, and configs that ask for it."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,8 @@ def test_trainer_prints_the_choice_once_and_uses_it(tmp_path, monkeypatch, capsy
     trainer.fit()
     assert capsys.readouterr().out.count("amp=auto:") == 1
     assert trainer.scaler is None
+    # Logged with the run's params: what this machine ran, not only "auto".
+    assert json.loads((tmp_path / "a" / "params.json").read_text())["resolved"] == {"amp": "bf16", "device": "cpu"}
 
     monkeypatch.setattr(precision, "cpu_bf16_support", lambda: None)
     fp32 = Trainer(TinyNet(), "ce", train, amp="auto", device="cpu", out_dir=tmp_path / "b")
