@@ -105,7 +105,9 @@ def open_trackers(trainer: Trainer) -> list[Any]:
         truncate_jsonl(trainer.out_dir / "metrics.jsonl", trainer._resumed_step)
     specs: list[Any] = ["jsonl"] + [s for s in trainer.tracker_specs if s != "jsonl"]
     trackers = [build_tracker(s, run_dir=str(trainer.out_dir)) for s in specs]
-    params = dict(trainer.config) if trainer.config is not None else {"lr": trainer.lr, "epochs": trainer.epochs}
+    params: dict[str, Any] = (
+        dict(trainer.config) if trainer.config is not None else {"lr": trainer.lr, "epochs": trainer.epochs}
+    )
     # What this machine actually runs ("amp: auto" in the config may mean bf16 here and fp32 elsewhere).
     params["resolved"] = {"amp": trainer.amp or "fp32", "device": str(trainer.device)}
     for t in trackers:
