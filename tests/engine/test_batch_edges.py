@@ -12,10 +12,10 @@ from segkit import Trainer, build_model
 from segkit.checkpoint import load_checkpoint
 from segkit.datasets import build_dataset
 from segkit.engine.batches import last_batch_drop
-from segkit.engine.callbacks import Callback
 from segkit.engine.sampling import ResumableSampler
 from segkit.losses import build_loss
 from tests.datasets.conftest import save
+from tests.engine._kill import KillAfterStep
 
 
 def _folder(root, n=5, num_classes=3, size=(32, 40), ignore_value=None, seed=0):
@@ -84,15 +84,6 @@ def test_every_rank_drops_alike_under_ddp():
     assert [s.full_length() for s in samplers] == [4, 4]
 
 
-class Interrupt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_train_batch_end(self, trainer, outputs):
-        if trainer.global_step == self.at:
-            raise KeyboardInterrupt
-
-
 def _pool_trainer(out_dir, data, callbacks=()):
     torch.manual_seed(1)
     return Trainer(PoolNet(), "ce", data[0], data[1], epochs=2, batch_size=4, lr=0.01, scheduler="poly",
@@ -108,7 +99,7 @@ def test_resume_mid_epoch_with_a_dropped_last_sample_is_exact(tmp_path):
     reference.fit()
     assert reference.batches_per_epoch == 2 and reference.global_step == 4
     with pytest.raises(KeyboardInterrupt):
-        _pool_trainer(tmp_path / "run", data, [Interrupt(3)]).fit()  # killed in epoch 2 after its 1st batch
+        _pool_trainer(tmp_path / "run", data, [KillAfterStep(3)]).fit()  # killed in epoch 2 after its 1st batch
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert (state["epoch"], state["global_step"], state["batches_done"]) == (1, 3, 1)
     resumed = _pool_trainer(tmp_path / "run", data)

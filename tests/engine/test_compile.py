@@ -24,22 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # under torchrun: 
 from segkit import Trainer  # noqa: E402
 from segkit.checkpoint import load_checkpoint  # noqa: E402
 from segkit.engine import compiling  # noqa: E402
-from segkit.engine.callbacks import Callback  # noqa: E402
+from tests.engine._kill import KillAfterStep  # noqa: E402
 from tests.engine._nets import TinyNet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 8  # 2 epochs of 16 images at batch 4
-
-
-class Interrupt(Callback):
-    """Simulates a kill after optimizer step ``at``."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_train_batch_end(self, trainer, outputs):
-        if trainer.global_step == self.at:
-            raise KeyboardInterrupt
 
 
 def make_data():
@@ -90,7 +79,7 @@ def test_compiled_training_matches_eager(tmp_path, capsys):
 def _interrupted(out_dir, compile, at=7, **options):
     """A run killed after step 7: its last.pt was written at step 6 (epoch 2, batch 2)."""
     with pytest.raises(KeyboardInterrupt):
-        _trainer(out_dir, compile, [Interrupt(at)], **options).fit()
+        _trainer(out_dir, compile, [KillAfterStep(at)], **options).fit()
 
 
 def test_compiled_resume_is_exact_and_checkpoint_loads_uncompiled(tmp_path):

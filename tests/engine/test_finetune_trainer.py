@@ -12,6 +12,7 @@ from segkit import Trainer
 from segkit.config import config_from_dict
 from segkit.engine.callbacks import Callback
 from segkit.models import build_model
+from tests.engine._kill import KillAfterStep
 
 UNET = {"name": "unet", "encoder": "resnet18", "encoder_weights": None, "decoder_channels": [8, 8, 8, 8, 8]}
 
@@ -99,17 +100,12 @@ def test_resume_after_a_kill_inside_the_unfreeze_warmup_is_exact(tmp_path, tiny_
     re-freezes nothing, continues the warm-up where it was and ends bitwise equal to the uninterrupted run."""
     from segkit.checkpoint import load_checkpoint
 
-    class KillAfterStep(Callback):
-        def on_train_batch_end(self, trainer, outputs):
-            if trainer.global_step == 7:
-                raise KeyboardInterrupt  # as a kill: no end-of-epoch checkpoint, no cleanup
-
     # 16 images / 4 = 4 steps per epoch; the encoder joins at step 5 and warms up over warmup_iters = 3 steps (5-7).
     options = {"n": 16, "freeze": "encoder", "unfreeze_at": 1, "warmup_iters": 3, "checkpoint_every": 2}
     whole = _trainer(tmp_path / "a", tiny_shapes, **options)
     whole.fit()
     with pytest.raises(KeyboardInterrupt):
-        _trainer(tmp_path / "b", tiny_shapes, **options, callbacks=[KillAfterStep()]).fit()
+        _trainer(tmp_path / "b", tiny_shapes, **options, callbacks=[KillAfterStep(7)]).fit()
     state = load_checkpoint(tmp_path / "b" / "last.pt")
     assert (state["epoch"], state["global_step"], state["batches_done"]) == (1, 6, 2)  # mid-warm-up
     resumed = _trainer(tmp_path / "b", tiny_shapes, **options)

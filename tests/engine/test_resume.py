@@ -9,20 +9,10 @@ import torch
 from segkit import Trainer
 from segkit.checkpoint import CheckpointError, load_checkpoint
 from segkit.engine.callbacks import Callback
+from tests.engine._kill import KillAfterStep
 from tests.engine._nets import TinyNet
 
 EPOCHS, STEPS_PER_EPOCH = 2, 5  # 20 images, batch 4
-
-
-class Interrupt(Callback):
-    """Simulates a kill: raises after optimizer step ``at``."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_train_batch_end(self, trainer, outputs):
-        if trainer.global_step == self.at:
-            raise KeyboardInterrupt
 
 
 class Recorder(Callback):
@@ -88,7 +78,7 @@ def reference(tmp_path_factory, data):
 
 def _interrupted(out_dir, data, at=7):
     with pytest.raises(KeyboardInterrupt):
-        _trainer(out_dir, data, [Interrupt(at)]).fit()
+        _trainer(out_dir, data, [KillAfterStep(at)]).fit()
 
 
 def _assert_same_weights(a, b):
@@ -162,7 +152,7 @@ def test_random_augmentation_is_reproducible_and_resumes_exactly(tmp_path, worke
     first, second = run(tmp_path / "a"), run(tmp_path / "b")
     _assert_same_weights(first, second)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "c", [Interrupt(7)])
+        run(tmp_path / "c", [KillAfterStep(7)])
     _assert_same_weights(run(tmp_path / "c", resume="last"), first)
 
 

@@ -6,17 +6,11 @@ import torch
 
 from segkit import Trainer
 from segkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from segkit.engine.callbacks import Callback
 from segkit.engine.resume import check_mid_epoch_position
+from tests.engine._kill import KillAfterStep
 from tests.engine._nets import TinyNet
 
 STEPS_PER_EPOCH = 5  # 20 images, batch 4
-
-
-class Interrupt(Callback):
-    def on_train_batch_end(self, trainer, outputs):
-        if trainer.global_step == 7:  # last.pt: step 6 (epoch 2, batch 1); last.prev.pt: step 5 (end of epoch 1)
-            raise KeyboardInterrupt
 
 
 def _trainer(out_dir, data, batch_size=4, callbacks=()):
@@ -39,8 +33,9 @@ def data():
 
 @pytest.fixture
 def cut_run(tmp_path, data):
+    # Killed after step 7: last.pt holds step 6 (epoch 2, batch 1), last.prev.pt step 5 (end of epoch 1).
     with pytest.raises(KeyboardInterrupt):
-        _trainer(tmp_path, data, callbacks=[Interrupt()]).fit()
+        _trainer(tmp_path, data, callbacks=[KillAfterStep(7)]).fit()
     last, prev = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(tmp_path / "last.prev.pt")
     assert (last["epoch"], last["batches_done"], last["batch_size"], last["world_size"]) == (1, 1, 4, 1)
     assert (prev["epoch"], prev["batches_done"]) == (1, 0)  # written at the end of epoch 1
