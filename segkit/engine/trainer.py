@@ -511,7 +511,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 if self.should_stop:
                     break
             self._call("on_fit_end")
-            if self.dist.enabled:  # ranks leave fit together (a rank torn down early aborts gloo, seen here)
+            if self.dist.enabled:  # every rank leaves fit together, its checkpoints written
                 torch.distributed.barrier()
         finally:
             self._close_trackers()
