@@ -162,7 +162,9 @@ def test_yaml_presets_take_the_dataset_statistics_and_skip_colour_jitter(tmp_pat
     names = [type(t).__name__ for t in train.transforms.transforms]
     assert "ColorJitter" not in names and names[-1] == "Normalize"
     image = train[1]["image"]
-    assert image.shape == (4, 32, 32) and abs(float(image.mean())) < 1.0  # normalised, not raw 16-bit values
+    # Normalised, not raw 16-bit values (hundreds and more). Not the mean: the random crop may land in the
+    # zero padding of a smaller image, which normalises to about -8 (a flaky check before).
+    assert image.shape == (4, 32, 32) and float(image.abs().max()) < 50
     with pytest.raises(ValueError, match="conflict with the dataset's normalisation"):
         build_dataset("folder", root=tmp_path, transforms={"preset": "eval", "mean": [0.5] * 4, "std": [0.2] * 4})
 
