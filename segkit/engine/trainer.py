@@ -283,7 +283,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         self._consecutive_nonfinite = 0
         self._window_finite = 0  # finite batches in the current accumulation window (host path)
         self._rng_ranks: tuple[int, list[dict[str, Any]]] | None = None  # (global_step, RNG state of each rank)
-        # On-device non-finite bookkeeping (see _flag_nonfinite): [window has a bad batch, total, run, worst run].
+        # On-device non-finite bookkeeping (see _flag_nonfinite): [this step is skipped, total, run, worst run].
         self._nonfinite_state = torch.zeros(4, device=self.device)
         self._skip_on_device = False
         self._epoch_loss = torch.zeros(2, device=self.device)  # (sum, count) of the epoch's finite losses
