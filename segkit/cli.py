@@ -239,15 +239,38 @@ def _fallback_palette() -> Any:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from segkit.checkpoint import load_checkpoint
     from segkit.export import export_onnx, model_from_checkpoint
+    from segkit.export_instance import export_instance_onnx, input_normalization, is_detector
 
+    ckpt = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(args.checkpoint, ckpt)
     try:
-        path = export_onnx(model_from_checkpoint(args.checkpoint), args.out, tuple(args.size))
+        if is_detector(model):
+            # The checkpoint's normalisation and names go into the file, so a runtime without segkit can
+            # prepare images and name detections (docs/deploy.md).
+            norm = input_normalization(model, ckpt.get("normalization"))
+            names = ckpt.get("class_names") or getattr(model, "class_names", None)
+            path = export_instance_onnx(
+                model, args.out, tuple(args.size), normalization=ckpt.get("normalization"), class_names=names
+            )
+            io = (
+                f"input image (3, H, W) of any size, (pixels - mean) / std with mean {_rounded(norm['mean'])} "
+                f"std {_rounded(norm['std'])}; outputs boxes, labels, scores, masks"
+            )
+        else:
+            path = export_onnx(model, args.out, tuple(args.size))
+            io = f"input image (N, 3, {args.size[0]}, {args.size[1]}), output logits"
     except ValueError as exc:  # a model or size ONNX cannot express: one line, not a traceback
         print(f"segkit export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"segkit export: wrote {path} (input image (N, 3, {args.size[0]}, {args.size[1]}), output logits)")
+    print(f"segkit export: wrote {path} ({io})")
     return 0
+
+
+def _rounded(values: Sequence[float]) -> str:
+    """``[123.675, 116.280, 103.530]``: statistics short enough for one line."""
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
 
 
 def _registries() -> dict[str, Any]:
@@ -401,7 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint's model to ONNX")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output .onnx file")
-    p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"), help="input size traced")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=[512, 512],
+        metavar=("H", "W"),
+        help="input size traced (instance models: any size runs, this is the example's)",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("list", help="list registered models, losses, datasets or trackers")

@@ -1,4 +1,4 @@
-"""ONNX export of semantic segmentation models (``segkit export``)."""
+"""ONNX export of semantic segmentation models (``segkit export``); detectors go to ``export_instance``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from segkit.export_instance import export_instance_onnx, is_detector
 
 __all__ = ["export_onnx", "model_from_checkpoint"]
 
@@ -21,9 +23,14 @@ def export_onnx(
     opset: int = 17,
     dynamic_batch: bool = True,
 ) -> Path:
-    """Export a semantic model to ONNX: input ``image`` ``(N, in_channels, H, W)``, output ``logits``.
+    """Export a model to ONNX: semantic input ``image`` ``(N, in_channels, H, W)``, output ``logits``.
 
-    The graph is traced at ``input_size`` (padding and cropping sizes are fixed at export), so feed
+    A detector (Mask R-CNN) is exported by ``segkit.export_instance.export_instance_onnx`` instead (one
+    image ``(3, H, W)`` of any size in; ``boxes``, ``labels``, ``scores``, ``masks`` out; ``input_size`` is
+    only the traced example's size, ``in_channels`` and ``dynamic_batch`` do not apply); call that to
+    record the checkpoint's normalisation and class names in the file.
+
+    For semantic models the graph is traced at ``input_size`` (padding and cropping sizes are fixed at export), so feed
     images of that size; the batch dimension stays dynamic. Uses the TorchScript-based exporter
     (``dynamo=False``): it needs no onnxscript and handles every segkit semantic model.
 
@@ -39,19 +46,16 @@ def export_onnx(
         The written path.
 
     Raises:
-        ValueError: a detection model, or an ``input_size`` that cannot be exported (pyramid pooling
-            whose bins do not divide the map).
+        ValueError: an ``input_size`` that cannot be exported (pyramid pooling whose bins do not divide
+            the map), or a detector with an opset below 11.
 
     Example:
         >>> export_onnx(build_model("unet", num_classes=3, encoder="resnet18"), "unet.onnx", (256, 256))
     """
     if len(input_size) != 2 or min(input_size) < 1:
         raise ValueError(f"export_onnx: input_size must be (H, W) with positive sizes, got {tuple(input_size)}")
-    if hasattr(model, "roi_heads"):
-        raise ValueError(
-            "export_onnx: exports semantic models; for Mask R-CNN use torchvision's detection export "
-            "(torch.onnx.export with a list of images, see torchvision's docs)"
-        )
+    if is_detector(model):
+        return export_instance_onnx(model, path, input_size, opset=opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
