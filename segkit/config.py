@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import math
 import os
 import types
 import typing
@@ -111,6 +112,7 @@ class TrainConfig:
     early_stop_patience: int | None = None
     checkpoint_every: int | None = None
     sync_bn: bool = False
+    max_minutes: float | None = None  # wall-clock budget: epochs planned from the first epoch's time
 
 
 @dataclass
@@ -204,6 +206,8 @@ def _train(block: Any) -> TrainConfig:
         if key in kwargs and kwargs[key] not in choices:
             shown = ", ".join("null" if c is None else str(c).lower() if isinstance(c, bool) else c for c in choices)
             raise ConfigError(f"train.{key}: expected one of {shown}, got {kwargs[key]!r}")
+    if kwargs.get("max_minutes") is not None and not (0 < kwargs["max_minutes"] < math.inf):
+        raise ConfigError(f"train.max_minutes: expected a number of minutes > 0 or null, got {kwargs['max_minutes']!r}")
     return TrainConfig(**kwargs)
 
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "build_scheduler"]
+__all__ = ["ShapedLR", "build_optimizer", "build_scheduler", "set_schedule_length"]
 
 
 def build_optimizer(
@@ -59,7 +59,8 @@ def build_scheduler(
     gamma: float = 0.1,
     group_factors: Sequence[Callable[[int], float]] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Return a ``LambdaLR`` stepped once per optimizer step.
+    """Return a ``ShapedLR`` (a ``LambdaLR`` whose length ``set_schedule_length`` can change) stepped once per
+    optimizer step.
 
     The factor multiplying the base lr at iteration ``i`` is ``min(1, (i + 1) / warmup_iters)`` times:
     ``(1 - i / total_iters) ** power`` for "poly", ``0.5 * (1 + cos(pi * i / total_iters))`` for
@@ -74,12 +75,10 @@ def build_scheduler(
         group_factors: one extra multiplier per parameter group (e.g. ``finetune.unfreeze_factors``: 0
             while a part is frozen, then its own warm-up); None: 1 for every group.
     """
-    total = max(1, int(total_iters))
-    step = step_size or max(1, total // 3)
     if name not in (None, "none", "poly", "cosine", "step"):
         raise ValueError(f"scheduler: unknown name {name!r}; known: poly, cosine, step, None")
 
-    def factor(i: int) -> float:
+    def factor(i: int, total: int) -> float:
         warm = min(1.0, (i + 1) / warmup_iters) if warmup_iters > 0 else 1.0
         t = min(i, total) / total
         if name == "poly":
@@ -87,15 +86,76 @@ def build_scheduler(
         if name == "cosine":
             return warm * 0.5 * (1.0 + math.cos(math.pi * t))
         if name == "step":
-            return warm * gamma ** (i // step)
+            return warm * gamma ** (i // (step_size or max(1, total // 3)))
         return warm
 
-    if group_factors is None:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    if len(group_factors) != len(optimizer.param_groups):
+    if group_factors is not None and len(group_factors) != len(optimizer.param_groups):
         raise ValueError(f"group_factors: {len(group_factors)} for {len(optimizer.param_groups)} parameter groups")
+    return ShapedLR(optimizer, factor, total_iters, group_factors)
 
-    def combined(extra: Callable[[int], float]) -> Callable[[int], float]:
-        return lambda i: factor(i) * extra(i)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [combined(extra) for extra in group_factors])
+class ShapedLR(torch.optim.lr_scheduler.LambdaLR):
+    """The ``LambdaLR`` of ``build_scheduler``: its shape reads the run's length from ``total_iters`` at every
+    step, so ``set_schedule_length`` can lay the same shape over another number of steps (``max_minutes``).
+
+    ``total_iters`` is left out of ``state_dict``: the length belongs to whoever set it (the time plan stored
+    in the checkpoint), so a run resumed without that plan keeps the length it was built with.
+
+    Args:
+        optimizer: the optimizer.
+        factor: ``factor(i, total_iters)``, the multiplier of the base lr at step ``i``.
+        total_iters: the initial length in optimizer steps.
+        group_factors: one extra multiplier of the step per parameter group, or None.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        factor: Callable[[int, int], float],
+        total_iters: int,
+        group_factors: Sequence[Callable[[int], float]] | None = None,
+    ) -> None:
+        self.total_iters = max(1, int(total_iters))  # read by the lambdas, so set before LambdaLR's first step
+        if group_factors is None:
+            super().__init__(optimizer, lambda i: factor(i, self.total_iters))
+            return
+
+        def combined(extra: Callable[[int], float]) -> Callable[[int], float]:
+            return lambda i: factor(i, self.total_iters) * extra(i)
+
+        super().__init__(optimizer, [combined(extra) for extra in group_factors])
+
+    def state_dict(self) -> dict[str, Any]:
+        """LambdaLR's state without ``total_iters`` (see the class docstring)."""
+        state = super().state_dict()
+        state.pop("total_iters", None)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """LambdaLR's restore; a ``total_iters`` in ``state_dict`` is ignored."""
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "total_iters"})
+
+
+def set_schedule_length(scheduler: Any, total_iters: int, update_lr: bool = True) -> bool:
+    """Lay a ``build_scheduler`` schedule over ``total_iters`` steps from now on (warm-up, shape and
+    per-group factors unchanged, as functions of the step), so it reaches its final lr at that step.
+
+    Args:
+        scheduler: the scheduler; only a ``ShapedLR`` can be re-laid.
+        total_iters: the new length in optimizer steps.
+        update_lr: also set every group's current lr to the new shape's value at the current step (the lr
+            the next steps continue from); False when the optimizer's lr was just restored from a checkpoint.
+
+    Returns:
+        True when the schedule was re-laid, False for a scheduler of another kind (or None), left unchanged.
+    """
+    if not isinstance(scheduler, ShapedLR):
+        return False
+    scheduler.total_iters = max(1, int(total_iters))
+    if update_lr:
+        step = scheduler.last_epoch
+        lrs = [base * fn(step) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        scheduler._last_lr = lrs
+    return True

@@ -29,6 +29,7 @@ __all__ = [
     "log_visuals",
     "open_trackers",
     "prediction_overlay",
+    "run_params",
     "update_evaluator",
 ]
 
@@ -105,14 +106,24 @@ def open_trackers(trainer: Trainer) -> list[Any]:
         truncate_jsonl(trainer.out_dir / "metrics.jsonl", trainer._resumed_step)
     specs: list[Any] = ["jsonl"] + [s for s in trainer.tracker_specs if s != "jsonl"]
     trackers = [build_tracker(s, run_dir=str(trainer.out_dir)) for s in specs]
+    params = run_params(trainer)
+    for t in trackers:
+        t.log_params(params)
+    return trackers
+
+
+def run_params(trainer: Trainer) -> dict[str, Any]:
+    """The params trackers log: the resolved config (or ``lr`` and ``epochs``) and, under ``resolved``, what
+    this machine runs (``amp``, ``device``) and the time plan of a ``max_minutes`` run once it is made."""
     params: dict[str, Any] = (
         dict(trainer.config) if trainer.config is not None else {"lr": trainer.lr, "epochs": trainer.epochs}
     )
     # What this machine actually runs ("amp: auto" in the config may mean bf16 here and fp32 elsewhere).
     params["resolved"] = {"amp": trainer.amp or "fp32", "device": str(trainer.device)}
-    for t in trackers:
-        t.log_params(params)
-    return trackers
+    budget = getattr(trainer, "time_budget", None)
+    if budget is not None and budget.plan is not None:
+        params["resolved"]["time_plan"] = dict(budget.plan)
+    return params
 
 
 def log_visuals(trainer: Trainer) -> None:

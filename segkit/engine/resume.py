@@ -89,6 +89,8 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         "normalization": None if (norm := getattr(trainer, "normalization", None)) is None else norm.to_dict(),
         "in_channels": getattr(trainer, "in_channels", None),
         "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+        # Elapsed wall seconds and the max_minutes plan (epochs, schedule length): a resumed run follows it.
+        "time_budget": trainer.time_budget.state_dict(),
     }
 
 
@@ -113,6 +115,7 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
         if cb_state is not None and hasattr(cb, "load_state_dict"):
             cb.load_state_dict(cb_state)
     trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
+    trainer.time_budget.load_state_dict(state.get("time_budget"), trainer)  # after the scheduler: sets its length
     trainer.batches_done = int(state.get("batches_done", 0))
     if "epoch_loss" in state:
         # The stored (sum, count) is the whole partial epoch's, of every rank: rank 0 carries it, the others

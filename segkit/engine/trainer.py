@@ -43,6 +43,7 @@ from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, op
 from segkit.engine.resume import gather_rng_states
 from segkit.engine.rng import seed_everything
 from segkit.engine.sampling import ResumableSampler, SeededAugmentation
+from segkit.engine.time_budget import TimeBudget
 from segkit.inference import Predictor
 from segkit.losses import class_presence_loss
 from segkit.models import build_model
@@ -56,7 +57,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
     The loop, in pseudocode (hooks in brackets are callback hooks)::
 
         [on_fit_start]                               # after fit(resume=...) restored the state
-        for epoch in range(epoch, epochs):
+        for epoch in range(epoch, epochs):           # epochs: the planned number once a max_minutes plan is made
             [on_epoch_start]                          # also for an epoch resumed in the middle
             for batch in train_loader:                # resumed: only the batches not yet consumed; images of
                                                       # different sizes padded (image 0, mask ignore_index); a
@@ -71,6 +72,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
                                                       # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
+            max_minutes: after the first epoch, plan the epochs and re-lay the lr schedule (once)
             [on_epoch_end({"train/...", "val/..."})] # decisions: best score, early stopping's count
             [on_checkpoint(metrics)]                  # ModelCheckpoint writes last.pt / best.pt here, with
                                                       # every callback's state after this epoch
@@ -101,7 +103,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         val_data: a ``Dataset``, a name (split "val") or None.
         task: "semantic" or "instance" (model called as ``model(images, targets)`` in training and
             ``model(images)`` in evaluation, torchvision detection style; COCO AP validation).
-        epochs: number of passes over ``train_data``.
+        epochs: number of passes over ``train_data``; with ``max_minutes``, only the length of the lr schedule
+            during the first epoch (the plan then sets the number of epochs).
         batch_size: samples per forward pass (per process).
         lr: base learning rate.
         weight_decay: optimizer weight decay.
@@ -155,6 +158,11 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         early_stop_patience: epochs without improvement of ``monitor`` before stopping, or None.
         checkpoint_every: also write ``last.pt`` every this many optimizer steps (mid-epoch), or None.
         sync_bn: convert BatchNorm layers to SyncBatchNorm when distributed.
+        max_minutes: a wall-clock budget for the run, or None. The first epoch (training and validation) is
+            timed and the run planned from it, once: ``max(1, floor(budget / first epoch))`` epochs, the lr
+            schedule re-laid to end at the planned last step (see ``segkit.engine.time_budget``). The plan is
+            stored in checkpoints (a resumed run follows it exactly); a run that passes the budget by more than
+            one epoch's estimate stops at the next epoch's end. Every metrics row carries ``elapsed_s``.
         config: the resolved config dict, saved beside checkpoints.
     """
 
@@ -198,6 +206,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         early_stop_patience: int | None = None,
         checkpoint_every: int | None = None,
         sync_bn: bool = False,
+        max_minutes: float | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         if task not in ("semantic", "instance"):
@@ -223,6 +232,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         self.max_nonfinite = int(max_nonfinite)
         self.log_every = max(1, int(log_every))
         self.checkpoint_every = checkpoint_every
+        self.time_budget = TimeBudget(max_minutes)  # checks max_minutes; elapsed_s of every metrics row
         self.config = dict(config) if config is not None else None
         self.dist, self.device = ddp.init_distributed(resolve_device(device))
         self.is_main_process = self.dist.is_main
@@ -464,6 +474,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         """
         if self.train_data is None:
             raise ValueError("fit: no train_data was given")
+        self.time_budget.start()
         size = len(self.train_data)  # type: ignore[arg-type]
         self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size, seeded=True)
         # Augmentation drawn from (seed, epoch, sample): reproducible, and exact after a resume.
@@ -488,9 +499,10 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         metrics: dict[str, Any] = {}
         try:
             self._call("on_fit_start")
-            for epoch in range(self.epoch, self.epochs):
-                self.epoch = epoch
+            while self.epoch < self.epochs:  # a max_minutes plan changes self.epochs after the first epoch
+                epoch = self.epoch
                 self._call("on_epoch_start")
+                self.time_budget.epoch_start(resumed_mid_epoch=self.batches_done > 0)
                 metrics = {f"train/{k}": v for k, v in self._train_one_epoch().items()}
                 if self.val_data is not None:
                     val = self.validate()
@@ -500,6 +512,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                         metrics.update({f"val/iou/{n}": v for n, v in zip(self.class_names, val["iou"])})
                 metrics["epoch"] = epoch
                 self.epoch, self.batches_done = epoch + 1, 0
+                self.time_budget.epoch_end(self)  # max_minutes: plan (once) or stop; before the checkpoint
                 gather_rng_states(self)  # every rank: ModelCheckpoint writes on rank 0 in on_checkpoint
                 self._call("on_epoch_end", metrics)
                 self._call("on_checkpoint", metrics)
@@ -757,5 +770,6 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
 
     def _log(self, metrics: Mapping[str, Any], step: int) -> None:
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        scalars["elapsed_s"] = self.time_budget.elapsed()  # wall seconds of training, across resumes
         for t in self.trackers:
             t.log_metrics(scalars, step)
