@@ -98,16 +98,12 @@ def _build(
     coco: bool,
     weights_backbone: str | None,
     trainable_backbone_layers: int | None,
-    rpn_anchor_sizes: Sequence[int] | None,
+    rpn_anchor_sizes: Sequence[int | Sequence[int]] | None,
     kwargs: dict[str, Any],
 ) -> MaskRCNN:
     if backbone in ("resnet50_fpn", "resnet50_fpn_v2"):
         if rpn_anchor_sizes is not None:
-            if len(rpn_anchor_sizes) != 5:
-                raise ValueError(
-                    f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level (5), got {list(rpn_anchor_sizes)}"
-                )
-            sizes = tuple((int(s),) for s in rpn_anchor_sizes)
+            sizes = _level_sizes(rpn_anchor_sizes, 5, backbone)
             kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
         builder = maskrcnn_resnet50_fpn if backbone == "resnet50_fpn" else maskrcnn_resnet50_fpn_v2
         bb_enum = ResNet50_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
@@ -155,7 +151,10 @@ def _build(
     ):
         net = mobilenet_v3_large(weights=bb_enum2, progress=False, norm_layer=norm)
     body = _mobilenet_extractor(net, True, layers)
-    level_sizes = tuple(int(s) for s in (rpn_anchor_sizes or (32, 64, 128, 256, 512)))
+    # One level's list of sizes, shared by the 3 levels (a flat list of ints, as before).
+    level_sizes = tuple(int(s) for s in (rpn_anchor_sizes or (32, 64, 128, 256, 512)) if not isinstance(s, Sequence))
+    if len(level_sizes) != len(rpn_anchor_sizes or level_sizes):
+        raise ValueError(f"mask_rcnn: mobilenet_v3_large takes one flat list of anchor sizes, got {rpn_anchor_sizes}")
     anchors = AnchorGenerator((level_sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
     return MaskRCNN(body, num_classes, rpn_anchor_generator=anchors, **kwargs)
 
@@ -165,7 +164,7 @@ def _build_light(
     num_classes: int,
     weights_backbone: str | None,
     trainable_backbone_layers: int | None,
-    rpn_anchor_sizes: Sequence[int] | None,
+    rpn_anchor_sizes: Sequence[int | Sequence[int]] | None,
     kwargs: dict[str, Any],
 ) -> MaskRCNN:
     """ResNet-18/34 FPN Mask R-CNN sized for small images and CPUs.
@@ -175,11 +174,7 @@ def _build_light(
     head has two 2*``fpn_channels`` layers (not 1024) and the mask head two convolutions (not four).
     """
     channels = int(kwargs.pop("fpn_channels", None) or 128)
-    sizes = tuple(int(s) for s in (rpn_anchor_sizes or _LIGHT_ANCHORS))
-    if len(sizes) != 4:
-        raise ValueError(
-            f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level (4 for {backbone}), got {list(sizes)}"
-        )
+    sizes = _level_sizes(rpn_anchor_sizes or _LIGHT_ANCHORS, 4, backbone)
     make, enum = _LIGHT[backbone]
     trained = weights_backbone == "imagenet"
     frozen = trained or weights_backbone == _LAYOUT
@@ -200,7 +195,7 @@ def _build_light(
     return MaskRCNN(
         body,
         None,
-        rpn_anchor_generator=AnchorGenerator(tuple((s,) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes)),
+        rpn_anchor_generator=AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes)),
         box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
         box_head=TwoMLPHead(channels * 7 * 7, hidden),
         box_predictor=FastRCNNPredictor(hidden, num_classes),
@@ -209,6 +204,22 @@ def _build_light(
         mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
         **kwargs,
     )
+
+
+def _level_sizes(sizes: Sequence[Any], levels: int, backbone: str) -> tuple[tuple[int, ...], ...]:
+    """Anchor sizes per FPN level: each entry a size or a list of sizes (the same count on every level, since
+    the RPN head predicts a fixed number of anchors per location)."""
+    per_level = tuple(tuple(int(x) for x in s) if isinstance(s, Sequence) else (int(s),) for s in sizes)
+    if len(per_level) != levels:
+        raise ValueError(
+            f"mask_rcnn: rpn_anchor_sizes needs one size per FPN level ({levels} for {backbone}), got {list(sizes)}"
+        )
+    if len({len(s) for s in per_level}) != 1 or not per_level[0]:
+        raise ValueError(
+            f"mask_rcnn: rpn_anchor_sizes gives each level the same number of sizes (one RPN head for all levels), "
+            f"got {[list(s) for s in per_level]}"
+        )
+    return per_level
 
 
 def _freeze_backbone(model: MaskRCNN, trainable_layers: int, frozen_norm: bool = True) -> None:
@@ -268,11 +279,12 @@ def mask_rcnn(
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
-    rpn_anchor_sizes: Sequence[int] | None = None,
+    rpn_anchor_sizes: Sequence[int | Sequence[int]] | None = None,
     min_size: int = 800,
     max_size: int = 1333,
     class_names: Sequence[str] | None = None,
     fpn_channels: int | None = None,
+    roi_sampling_ratio: int | None = None,
     **options: Any,
 ) -> nn.Module:
     """Mask R-CNN (He et al. 2017) from torchvision, with the interface of torchvision's model unchanged.
@@ -311,12 +323,16 @@ def mask_rcnn(
         box_detections_per_img: DETECTION_MAX_INSTANCES.
         rpn_anchor_sizes: RPN_ANCHOR_SCALES, one size per FPN level (5 for ResNet-50 FPN, default 32-512;
             4 for the ResNet-18/34 variants, default 32-256; the MobileNet variant uses all sizes on each of
-            its 3 levels).
+            its 3 levels). A level's entry may be a list of sizes (e.g. ``[[12, 20], [28, 40], [56, 80],
+            [112, 160]]``: finer scales for small objects), the same count on every level.
         min_size: IMAGE_MIN_DIM: images are resized so their short side is this.
         max_size: IMAGE_MAX_DIM: cap on the long side.
         class_names: names by label; defaults to ``COCO_CATEGORIES`` for 91 classes with ``weights="coco"``.
         fpn_channels: FPN and head width of the ResNet-18/34 variants (default 128); the other backbones
             keep torchvision's 256 and refuse this option.
+        roi_sampling_ratio: RoIAlign sampling points per bin side in the box and mask heads (None: torchvision's
+            2; 1 samples each bin at its centre: 4x fewer bilinear samples, whose CPU backward pass is a large
+            part of a small-image training step; 0 adapts to the RoI size).
         **options: further torchvision ``MaskRCNN`` options, passed through (``rpn_post_nms_top_n_train``
             = POST_NMS_ROIS_TRAINING, ``box_batch_size_per_image`` = TRAIN_ROIS_PER_IMAGE,
             ``rpn_batch_size_per_image`` = RPN_TRAIN_ANCHORS_PER_IMAGE, ``image_mean``/``image_std``
@@ -388,6 +404,11 @@ def mask_rcnn(
     loaded_classes = 91 if coco else build_classes
     if loaded_classes != num_classes:
         replace_predictors(model, num_classes)
+    if roi_sampling_ratio is not None:
+        if int(roi_sampling_ratio) < 0:
+            raise ValueError(f"mask_rcnn: roi_sampling_ratio must be >= 0, got {roi_sampling_ratio}")
+        model.roi_heads.box_roi_pool.sampling_ratio = int(roi_sampling_ratio)
+        model.roi_heads.mask_roi_pool.sampling_ratio = int(roi_sampling_ratio)
     if names is None and coco and num_classes == 91:
         names = list(COCO_CATEGORIES)
     model.class_names = names
