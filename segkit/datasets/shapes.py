@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -10,6 +10,7 @@ import torch
 
 from segkit.datasets import DATASETS
 from segkit.datasets.base import SegmentationDataset, default_palette, to_sample
+from segkit.datasets.transforms import build_transforms
 
 __all__ = ["ShapesDataset", "SHAPE_KINDS"]
 
@@ -35,7 +36,10 @@ class ShapesDataset(SegmentationDataset):
         seed: base seed.
         task: "semantic" (samples hold ``mask``) or "instance" (they also hold ``target``).
         transforms: albumentations ``Compose`` (or any callable with its interface) applied to
-            image and masks together; None normalises with ImageNet statistics only.
+            image and masks together, or a mapping of ``train_transforms`` options (a config's
+            ``transforms: {hflip: 0.5, scale: [0.75, 1.25], color_jitter: 0}``); None normalises with
+            ImageNet statistics only. Instance masks leave the transform as the pixels equal to 1 (padding is
+            not part of an object); an object with no pixel left is dropped.
         min_size, max_size: object radius as a fraction of the shorter image side.
         rotate: rotate each object by a random angle (False: every shape keeps one orientation; the
             layout, sizes and colours stay the same).
@@ -56,7 +60,7 @@ class ShapesDataset(SegmentationDataset):
         max_objects: int = 4,
         seed: int = 0,
         task: str = "semantic",
-        transforms: Callable[..., dict[str, Any]] | None = None,
+        transforms: Callable[..., dict[str, Any]] | Mapping[str, Any] | None = None,
         min_size: float = 0.08,
         max_size: float = 0.22,
         rotate: bool = True,
@@ -79,7 +83,9 @@ class ShapesDataset(SegmentationDataset):
         self.max_objects = int(max_objects)
         self.seed = int(seed)
         self.task = task
-        self.transforms = transforms
+        if isinstance(transforms, Mapping) and transforms.get("preset", "train") == "train":
+            transforms = {"crop_size": list(self.image_size), **transforms}  # crops default to the image size
+        self.transforms = build_transforms(transforms, name="shapes", quiet=True)
         self.min_size = float(min_size)
         self.max_size = float(max_size)
         self.rotate = bool(rotate)
@@ -141,7 +147,7 @@ class ShapesDataset(SegmentationDataset):
                 self.transforms(image=image, mask=mask, masks=inst) if inst else self.transforms(image=image, mask=mask)
             )
             image, mask, inst = out["image"], out["mask"], list(out.get("masks", []))
-        target = instance_target([np.asarray(m) for m in inst], labels, index)
+        target = instance_target([np.asarray(m) == 1 for m in inst], labels, index)
         return to_sample(image, mask, None, path, target=target)
 
 
