@@ -34,11 +34,13 @@ class FakeClock(Callback):
     """Time that moves only when training does: ``seconds_per_step[epoch]`` per batch, ``VAL_SECONDS`` per
     validation. Installed as ``time_budget.clock``, so every reading the budget takes is deterministic."""
 
-    def __init__(self, seconds_per_step=lambda epoch: STEP_SECONDS):
+    def __init__(self, seconds_per_step=lambda epoch: STEP_SECONDS, per_read=0.0):
         self.now = 0.0
         self.seconds_per_step = seconds_per_step
+        self.per_read = per_read  # > 0: time also passes between any two readings (as real time does)
 
     def __call__(self):
+        self.now += self.per_read
         return self.now
 
     def on_train_batch_end(self, trainer, outputs):
@@ -197,6 +199,22 @@ def test_elapsed_s_in_every_row_continues_after_resume(killed, resumed):
     assert rows[-1]["elapsed_s"] == stored + 4 * STEP_SECONDS + 2 * VAL_SECONDS  # 4 more batches, 2 validations
 
 
+def test_elapsed_s_never_goes_back_after_resuming_an_end_of_epoch_checkpoint(tmp_path, data, monkeypatch):
+    # Every clock reading takes 0.25 s, so the epoch's row (logged after its checkpoint) would be later than the
+    # elapsed time the checkpoint stored, unless both hold the epoch's end reading. Killed at step 7: the last
+    # checkpoint is the end of epoch 2 (step 6), whose row the resumed run keeps.
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path, data, monkeypatch, [KillAfterStep(7)], clock=FakeClock(per_read=0.25)).fit()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["global_step"], state["batches_done"]) == (6, 0)
+    _trainer(tmp_path, data, monkeypatch, clock=FakeClock(per_read=0.25)).fit(resume="last")
+    rows = _rows(tmp_path)
+    epoch_two = next(r for r in rows if r.get("epoch") == 1)
+    assert epoch_two["elapsed_s"] == state["time_budget"]["elapsed"]
+    elapsed = [r["elapsed_s"] for r in rows]
+    assert elapsed == sorted(elapsed)
+
+
 def test_resume_of_a_budget_run_without_max_minutes_trains_to_epochs(tmp_path, data, monkeypatch, capsys, killed):
     shutil.copytree(killed, tmp_path, dirs_exist_ok=True)
     resumed = _trainer(tmp_path, data, monkeypatch, max_minutes=None, epochs=3)
@@ -256,3 +274,26 @@ def test_bad_max_minutes_names_the_field(tmp_path, data, value):
     raw = {"model": "unet", "data": "shapes", "train": {"max_minutes": value}}
     with pytest.raises(ConfigError, match="train.max_minutes"):
         config_from_dict(raw, validate=False)
+
+
+@pytest.mark.slow  # about 20 s: torchrun starts 2 processes
+def test_torchrun_ranks_agree_on_the_plan(tmp_path):
+    """Rank 0 times its first epoch at 4 * 2 + 1 = 9 s, rank 1 at 4 * 4 + 1 = 17 s: alone, rank 0 would plan
+    floor(60 / 9) = 6 epochs and rank 1 floor(60 / 17) = 3 (and the job would hang). Both plan from the
+    slowest rank's reading: 3 epochs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(root / "tests/engine/ddp_time_budget.py"), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] == {"planned": 3, "epochs": 3, "steps": 12}
+    assert "first epoch took 17.0 s; planning 3 epochs" in proc.stdout
+    # Epoch rows hold the agreed (slowest rank's) reading.
+    assert [r["elapsed_s"] for r in _rows(tmp_path) if "val/miou" in r] == [17.0, 34.0, 51.0]
