@@ -133,10 +133,14 @@ def export_instance_onnx(
     try:
         with warnings.catch_warnings():
             # torchvision's detection code converts sizes to Python numbers and warns while tracing;
-            # its ONNX paths keep them symbolic (the tests run other sizes than the traced one).
+            # its ONNX paths keep them symbolic (the tests run other sizes than the traced one). It
+            # scripts its mask-paste loop (torch.jit.script is deprecated), and the exporter reports
+            # how it lowered indexing and slicing: all expected, none actionable for the user.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+            for expected in ("To copy construct from a tensor", "Exporting aten::index", "Constant folding"):
+                warnings.filterwarnings("ignore", message=expected, category=UserWarning)
             torch.onnx.export(
                 _OneImage(model),
                 (example.to(device),),

@@ -49,8 +49,8 @@ CONFIG = {
 }
 CLASS_NAMES = ["background", "circle", "square", "triangle"]
 
-# Tolerances: float32 arithmetic in another order (onnxruntime's kernels); measured maxima are about
-# 3e-5 px (boxes), 5e-7 (scores) and 1e-5 (mask probabilities).
+# Tolerances: float32 arithmetic in another order (onnxruntime's kernels). Measured maxima over 15 shapes
+# images at 5 sizes: 5e-5 px (boxes), 3e-7 (scores), 5e-5 (mask probabilities); 20x or more below these.
 BOX_ATOL_PX = 1e-3
 SCORE_ATOL = 1e-5
 MASK_MAX_ABS = 1e-3
