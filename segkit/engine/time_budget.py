@@ -158,6 +158,9 @@ class TimeBudget:
             )
             print(f"max_minutes={self.max_minutes:g}: {which} took {epoch_seconds:.1f} s; planning {epochs} epochs "
                   f"({schedule})", flush=True)  # fmt: skip
+            if trainer.frozen and trainer.unfreeze_at is not None and trainer.unfreeze_at >= epochs:
+                print(f"max_minutes: unfreeze_at={trainer.unfreeze_at} is not reached in {epochs} epochs: "
+                      f"{', '.join(trainer.frozen)} stay frozen", flush=True)  # fmt: skip
             if trainer.trackers:  # params.json (jsonl, always first) gets the plan; other trackers log params once
                 from segkit.engine.reporting import run_params
 

@@ -159,7 +159,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         checkpoint_every: also write ``last.pt`` every this many optimizer steps (mid-epoch), or None.
         sync_bn: convert BatchNorm layers to SyncBatchNorm when distributed.
         max_minutes: a wall-clock budget for the run, or None. The first epoch (training and validation) is
-            timed and the run planned from it, once: ``max(1, floor(budget / first epoch))`` epochs, the lr
+            timed and the run planned from it, once: about ``max(1, floor(budget / first epoch))`` epochs, the lr
             schedule re-laid to end at the planned last step (see ``segkit.engine.time_budget``). The plan is
             stored in checkpoints (a resumed run follows it exactly); a run that passes the budget by more than
             one epoch's estimate stops at the next epoch's end. Every metrics row carries ``elapsed_s``.

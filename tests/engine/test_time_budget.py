@@ -215,6 +215,13 @@ def test_elapsed_s_never_goes_back_after_resuming_an_end_of_epoch_checkpoint(tmp
     assert elapsed == sorted(elapsed)
 
 
+def test_an_unfreeze_past_the_plan_is_reported(tmp_path, data, monkeypatch, capsys):
+    trainer = _trainer(tmp_path, data, monkeypatch, freeze="body", unfreeze_at=PLANNED)  # epoch 5 of a 4-epoch plan
+    trainer.fit()
+    assert "unfreeze_at=4 is not reached in 4 epochs: body stay frozen" in capsys.readouterr().out
+    assert trainer.frozen == ["body"]
+
+
 def test_resume_of_a_budget_run_without_max_minutes_trains_to_epochs(tmp_path, data, monkeypatch, capsys, killed):
     shutil.copytree(killed, tmp_path, dirs_exist_ok=True)
     resumed = _trainer(tmp_path, data, monkeypatch, max_minutes=None, epochs=3)
