@@ -215,6 +215,19 @@ def test_elapsed_s_never_goes_back_after_resuming_an_end_of_epoch_checkpoint(tmp
     assert elapsed == sorted(elapsed)
 
 
+def test_a_run_killed_in_its_first_epoch_times_that_epoch_over_both_sessions(tmp_path, data, monkeypatch, capsys):
+    # last.pt of step 2 stores 2 s (batch 1; batch 2's time passed after it and is lost with the kill). The
+    # resumed session adds batch 3 (2 s) and the validation (1 s): the first epoch took 2 + 2 + 1 = 5 s, and
+    # 1 + floor((30 - 5) / 5) = 6 epochs are planned (timing only this session's 3 s would plan 9).
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path, data, monkeypatch, [KillAfterStep(2)]).fit()
+    assert load_checkpoint(tmp_path / "last.pt")["time_budget"]["plan"] is None
+    resumed = _trainer(tmp_path, data, monkeypatch)
+    resumed.fit(resume="last")
+    assert "first epoch took 5.0 s; planning 6 epochs" in capsys.readouterr().out
+    assert resumed.global_step == 6 * STEPS_PER_EPOCH
+
+
 def test_an_unfreeze_past_the_plan_is_reported(tmp_path, data, monkeypatch, capsys):
     trainer = _trainer(tmp_path, data, monkeypatch, freeze="body", unfreeze_at=PLANNED)  # epoch 5 of a 4-epoch plan
     trainer.fit()
