@@ -159,3 +159,22 @@ def test_cli_export_and_the_onnxruntime_only_script_reproduce_predictor(model, t
 def test_opset_below_11_is_a_clear_error(model, tmp_path) -> None:
     with pytest.raises(ValueError, match="opset 11"):
         export_instance_onnx(model, tmp_path / "m.onnx", opset=10)
+
+
+def test_a_detector_that_normalises_inside_is_fed_unit_pixels(tmp_path) -> None:
+    # With torchvision's own normalisation kept, Predictor feeds pixels / 255; the metadata must say so.
+    torch.manual_seed(0)
+    net = build_model(**CONFIG, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).eval()
+    path = export_instance_onnx(net, tmp_path / "m.onnx", TRACED, normalization=Normalization.imagenet())
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    mean, std = (np.asarray(json.loads(meta[f"segkit.input_{k}"]), np.float32) for k in ("mean", "std"))
+    np.testing.assert_array_equal(mean, [0, 0, 0])
+    np.testing.assert_array_equal(std, [255, 255, 255])
+
+    pixels = np.asarray(Image.open(write_images(str(tmp_path), count=1, image_size=(80, 96))[0]).convert("RGB"))
+    got = _onnx(path, np.ascontiguousarray(((pixels.astype(np.float32) - mean) / std).transpose(2, 0, 1)))
+    expected = Predictor(net, device="cpu", normalization=Normalization.imagenet()).predict(pixels, min_confidence=0)
+    assert len(expected) >= 10
+    np.testing.assert_array_equal(got["labels"], expected.labels)
+    np.testing.assert_allclose(got["boxes"], expected.boxes, atol=BOX_ATOL_PX, rtol=0)
+    np.testing.assert_allclose(got["scores"], expected.scores, atol=SCORE_ATOL, rtol=0)
