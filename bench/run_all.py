@@ -28,7 +28,12 @@ SUITE: tuple[tuple[str, list[str], list[str]], ...] = (
     ("losses", ["--repeats", "3"], ["--shape", "2", "4", "32", "32", "--repeats", "1"]),
     ("metrics", [], ["--quick"]),
     ("models", ["--runs", "3"], ["--size", "64", "--runs", "1", "--encoder", "resnet18"]),
-    ("trainer", ["--size", "256", "--steps", "4", "--rounds", "3"], ["--size", "32", "--steps", "3", "--rounds", "1"]),
+    # The compiled rows of bf16 only (each compiled mode costs 30-100 s of compile here; `--modes all` for all 8).
+    (
+        "trainer",
+        ["--size", "256", "--steps", "4", "--rounds", "3", "--modes", "eager", "bf16-compiled", "bf16-cl-compiled"],
+        ["--size", "32", "--steps", "3", "--rounds", "1", "--modes", "eager"],
+    ),
     ("maskrcnn", ["--size", "96", "--steps", "5", "--rounds", "3"], ["--quick"]),
     ("ddp", ["--size", "64", "--steps", "5", "--rounds", "2"], ["--quick"]),
     ("accuracy", ["--budget", "45", "--train", "128"], ["--quick"]),

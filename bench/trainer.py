@@ -1,18 +1,29 @@
-"""Trainer throughput against a plain hand-written loop on the same model, data and batch, and the FLOP floor.
+"""Trainer throughput against a plain hand-written loop in each precision, layout and compile mode, and the limit.
 
-Usage: python bench/trainer.py [--models unet deeplabv3plus] [--size 128] [--batch 4] [--steps 5] [--rounds 3]
-                               [--device cpu|cuda]
-Both models use a resnet18 encoder (random init).
-Images/s = batch / median step time, so transient stalls of a busy machine do not decide the ratio.
+Usage: python bench/trainer.py [--models unet deeplabv3plus] [--size 256] [--batch 4] [--steps 5] [--rounds 3]
+                               [--modes fp32 bf16-cl-compiled ... | eager | compiled | all] [--device cpu|cuda]
+Both models use a resnet18 encoder (random init), AdamW (fused in both loops: the ratio is the Trainer's own cost).
+
+Images/s = batch / median step time; the first step of every round is dropped (it holds the compile, or the loader's
+start). The two loops alternate: the plain loop's round r runs at the end of the Trainer's epoch r (a callback), so
+both see the same load from other jobs, and each compiles once (compile time printed separately, not in img/s).
+
+The limit: this machine's matmul rate (2048x2048, fp32 and bf16, measured by this command before and after the
+modes; the higher is kept) over the step's FLOPs (fwd+bwd, ``FlopCounterMode``) is the floor img/s of each
+precision; the last columns are the Trainer's share of it (1.0 = every FLOP at the matmul rate), from wall time
+and from this process's CPU time (on a shared machine the CPU-time share is the one that does not depend on how
+much of a core the other jobs left: both the steps and the matmuls are then timed by the CPU they got).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,6 +32,20 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from segkit import Trainer, build_model
 from segkit.engine.callbacks import Callback
+
+MODEL_NAME = {"unet": "U-Net resnet18", "deeplabv3plus": "DeepLabV3+ resnet18"}
+# name: (amp, channels_last, compiled)
+MODES: dict[str, tuple[str | None, bool, bool]] = {
+    f"{amp or 'fp32'}{'-cl' if cl else ''}{'-compiled' if compiled else ''}": (amp, cl, compiled)
+    for compiled in (False, True)
+    for amp in (None, "bf16")
+    for cl in (False, True)
+}
+GROUPS = {
+    "all": list(MODES),
+    "eager": [m for m in MODES if not MODES[m][2]],
+    "compiled": [m for m in MODES if MODES[m][2]],
+}
 
 
 class InMemory(Dataset):
@@ -38,66 +63,94 @@ class InMemory(Dataset):
         return {"image": self.images[i], "mask": self.masks[i]}
 
 
-MODEL_NAME = {"unet": "U-Net resnet18", "deeplabv3plus": "DeepLabV3+ resnet18"}
-
-
 def make_model(arch: str, num_classes: int, channels_last: bool, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
     model = build_model(arch, encoder="resnet18", encoder_weights=None, num_classes=num_classes).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def plain_loop(
-    arch: str, data: Dataset, batch: int, amp: str | None, channels_last: bool, device: torch.device, nc: int
-) -> tuple[float, float]:
-    """Images/s of a textbook loop: ``batch`` over the median step time (the first step is warm-up)."""
-    model = make_model(arch, nc, channels_last, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    loader = DataLoader(data, batch_size=batch, shuffle=True)
-    times = [_now()]
-    for b in loader:
-        x, y = b["image"].to(device), b["mask"].to(device)
-        if channels_last:
+class PlainLoop:
+    """A textbook loop (DataLoader, forward under autocast, CE, backward, fused AdamW step) run round by round."""
+
+    def __init__(self, arch: str, data: Dataset, batch: int, mode: str, device: torch.device, nc: int) -> None:
+        self.amp, self.channels_last, compiled = MODES[mode]
+        self.device = device
+        self.model = make_model(arch, nc, self.channels_last, device)
+        self.step_model = torch.compile(self.model) if compiled else self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+        self.loader = DataLoader(data, batch_size=batch, shuffle=True)
+        self.batch = batch
+        start = time.perf_counter()
+        self.step(next(iter(self.loader)))  # warm-up, and the compile when compiling
+        self.compile_seconds = time.perf_counter() - start if compiled else None
+
+    def step(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        x, y = b["image"].to(self.device), b["mask"].to(self.device)
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            out = model(x)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
+            out = self.step_model(x)
         loss = nn.functional.cross_entropy(out.float(), y, ignore_index=255)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(_now())
-    return _rates(times, batch)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss
+
+    def round(self) -> tuple[float, float]:
+        """(img/s wall, img/s CPU) of one pass over the data, first step dropped."""
+        times = [_now()]
+        for b in self.loader:
+            self.step(b)
+            _sync(self.device)
+            times.append(_now())
+        return _rates(times, self.batch)
 
 
-class _StepTimer(Callback):
-    """Records the time at each batch end (the Trainer's own loop, everything included)."""
+class _Rounds(Callback):
+    """Times the Trainer's batches; at each epoch end runs one round of the plain loop (alternation)."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
+    def __init__(self, plain: PlainLoop, batch: int) -> None:
+        self.plain, self.batch = plain, batch
         self.times: list[tuple[float, float]] = []
+        self.trainer_rates: list[tuple[float, float]] = []
+        self.plain_rates: list[tuple[float, float]] = []
 
     def on_epoch_start(self, trainer: Trainer) -> None:
         self.times = [_now()]
 
     def on_train_batch_end(self, trainer: Trainer, outputs: dict) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(self.plain.device)
         self.times.append(_now())
 
+    def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
+        self.trainer_rates.append(_rates(self.times, self.batch))
+        self.plain_rates.append(self.plain.round())
 
-def trainer_loop(
-    arch: str, data: Dataset, batch: int, amp: str | None, channels_last: bool, device: torch.device, nc: int
-) -> tuple[float, float]:
-    """Images/s of the Trainer: ``batch`` over the median step time (the first step is warm-up)."""
-    timer = _StepTimer(device)
+
+def bench_mode(
+    arch: str, data: Dataset, batch: int, rounds: int, mode: str, device: torch.device, nc: int
+) -> dict[str, float | None]:
+    """Medians over ``rounds`` alternating rounds of the plain loop and the Trainer in ``mode``."""
+    amp, channels_last, compiled = MODES[mode]
+    torch._dynamo.reset()  # each mode compiles from scratch (and stays under dynamo's recompile limit)
+    plain = PlainLoop(arch, data, batch, mode, device, nc)
+    timer = _Rounds(plain, batch)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(make_model(arch, nc, channels_last, device), "ce", data, None, epochs=1, batch_size=batch, lr=1e-3,
-                          weight_decay=1e-4, scheduler=None, amp=amp, channels_last=channels_last, device=device,
-                          log_every=10**9, callbacks=[timer], out_dir=tmp)  # fmt: skip
+        trainer = Trainer(make_model(arch, nc, channels_last, device), "ce", data, None, epochs=rounds, batch_size=batch,
+                          lr=1e-3, weight_decay=1e-4, scheduler=None, amp=amp, compile=compiled,
+                          channels_last=channels_last, device=device, log_every=10**9, callbacks=[timer],
+                          out_dir=tmp)  # fmt: skip
         trainer.fit()
-    return _rates(timer.times, batch)
+    print(f"  {arch} {mode} done", file=sys.stderr, flush=True)
+    out: dict[str, float | None] = {"plain_compile": plain.compile_seconds, "trainer_compile": trainer.compile_seconds}
+    for key, rates in (("plain", timer.plain_rates), ("trainer", timer.trainer_rates)):
+        out[key], out[f"{key}_cpu"] = (statistics.median(r[i] for r in rates) for i in (0, 1))
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def _now() -> tuple[float, float]:
@@ -114,71 +167,84 @@ def _rates(times: list[tuple[float, float]], batch: int) -> tuple[float, float]:
     return batch / statistics.median(walls), batch / statistics.median(cpus)
 
 
-def flop_floor(arch: str, batch: int, size: int, device: torch.device, nc: int) -> tuple[float, float]:
-    """(fwd+bwd FLOPs per image, measured fp32 GEMM FLOP/s of this machine)."""
+def step_flops(arch: str, batch: int, size: int, device: torch.device, nc: int) -> float:
+    """Forward + backward FLOPs per image (convolutions and matmuls, as ``FlopCounterMode`` counts them)."""
     model = make_model(arch, nc, False, device)
     x = torch.randn(batch, 3, size, size, device=device)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
-    per_image = counter.get_total_flops() / batch
-    n = 2048 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return counter.get_total_flops() / batch
+
+
+def matmul_rate(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 5) -> tuple[float, float]:
+    """FLOP/s of an ``n x n`` matmul in ``dtype`` on this machine, per wall second and per CPU second of this
+    process (medians of ``reps`` after a warm-up; on a shared CPU the second is what the step gets when it runs)."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b
-    reps = 50 if device.type == "cuda" else 5
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    times = [_now()]
     for _ in range(reps):
         a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return per_image, 2 * n**3 * reps / (time.perf_counter() - start)
+        _sync(device)
+        times.append(_now())
+    wall, cpu = (statistics.median(t[i] - s[i] for s, t in zip(times, times[1:])) for i in (0, 1))
+    return 2 * n**3 / wall, 2 * n**3 / cpu
+
+
+def cpu_line() -> str:
+    """The CPU model and the flags that decide the matmul rates (``lscpu``'s, from /proc/cpuinfo)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "CPU: unknown"
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
+    flags = set(next((ln.split(":", 1)[1] for ln in lines if ln.startswith("flags")), "").split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    return f"CPU: {model}; flags: {' '.join(f for f in wanted if f in flags) or 'none of'} (of {' '.join(wanted)})"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="+", default=list(MODEL_NAME), choices=list(MODEL_NAME))
-    parser.add_argument("--size", type=int, default=128)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["unet"], choices=list(MODEL_NAME))
+    parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="steps per run (the first is warm-up)")
+    parser.add_argument("--steps", type=int, default=4, help="steps per round (the first is dropped)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per loop; the median is kept")
+    parser.add_argument("--modes", nargs="+", default=["all"], choices=[*GROUPS, *MODES], help="modes or groups")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per loop; the median is kept")
     args = parser.parse_args()
+    modes = [m for m in MODES if any(m == s or m in GROUPS.get(s, ()) for s in args.modes)]
     device, nc = torch.device(args.device), 4
     data = InMemory(args.batch * args.steps, args.size, nc)
+    print(f"{cpu_line()}\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {device}; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (start)")  # fmt: skip
+    rates = {p: [matmul_rate(dtype, device)] for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    results = {arch: {mode: bench_mode(arch, data, args.batch, args.rounds, mode, device, nc) for mode in modes}
+               for arch in args.models}  # fmt: skip
+    for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        rates[p].append(matmul_rate(dtype, device))
+    print("2048x2048 matmul GFLOP/s per wall s (start, end) / per CPU s (start, end): " + "; ".join(
+        f"{p} {r[0][0] / 1e9:.1f}, {r[1][0] / 1e9:.1f} / {r[0][1] / 1e9:.1f}, {r[1][1] / 1e9:.1f}"
+        for p, r in rates.items()) + f"; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (end)")  # fmt: skip
     for arch in args.models:
-        bench_model(arch, args, data, device, nc)
-
-
-def bench_model(arch: str, args: argparse.Namespace, data: Dataset, device: torch.device, nc: int) -> None:
-    """Print the table of one model: fp32, bf16 autocast, channels_last; plain vs Trainer."""
-    per_image, gemm = flop_floor(arch, args.batch, args.size, device, nc)
-    floor = gemm / per_image
-    print(
-        f"\n{MODEL_NAME[arch]}, {args.size}x{args.size}, batch {args.batch}, median of {args.steps - 1} steps, median of {args.rounds} alternating rounds, {device}, "
-        f"{torch.get_num_threads()} threads"
-    )
-    print(
-        f"fwd+bwd {per_image / 1e9:.2f} GFLOP/image; fp32 GEMM {gemm / 1e9:.1f} GFLOP/s; FLOP floor {floor:.2f} img/s"
-    )
-    print(
-        "| mode | plain img/s | Trainer img/s | Trainer / plain (wall) | Trainer / plain (CPU time) | Trainer / FLOP floor |"
-    )
-    print("|---|---|---|---|---|---|")
-    for name, amp, cl in (("fp32", None, False), ("bf16 autocast", "bf16", False), ("fp32 channels_last", None, True)):
-        # Alternate the two loops for a few rounds and keep each one's median, so both see the same
-        # mix of load from other jobs on a shared machine.
-        runs: dict[str, list[tuple[float, float]]] = {"plain": [], "trainer": []}
-        for _ in range(args.rounds):
-            runs["plain"].append(plain_loop(arch, data, args.batch, amp, cl, device, nc))
-            runs["trainer"].append(trainer_loop(arch, data, args.batch, amp, cl, device, nc))
-        plain, plain_cpu = (statistics.median(r[i] for r in runs["plain"]) for i in (0, 1))
-        ours, ours_cpu = (statistics.median(r[i] for r in runs["trainer"]) for i in (0, 1))
-        print(
-            f"| {name} | {plain:.2f} | {ours:.2f} | {ours / plain:.3f} | {ours_cpu / plain_cpu:.3f} | {ours / floor:.3f} |",
-            flush=True,
-        )
-    assert math.isfinite(floor)
+        per_image = step_flops(arch, args.batch, args.size, device, nc)
+        # The floor of each precision: the best matmul rate seen (start or end), per wall and per CPU second.
+        floor = {p: [max(x[i] for x in r) / per_image for i in (0, 1)] for p, r in rates.items()}
+        print(f"\n{MODEL_NAME[arch]}, {args.size}x{args.size}, batch {args.batch}, {args.rounds} alternating rounds "
+              f"of {args.steps - 1} timed steps (medians); fwd+bwd {per_image / 1e9:.2f} GFLOP/image; floor img/s "
+              f"(wall / CPU time): fp32 {floor['fp32'][0]:.2f} / {floor['fp32'][1]:.2f}, "
+              f"bf16 {floor['bf16'][0]:.2f} / {floor['bf16'][1]:.2f}")  # fmt: skip
+        print("| mode | compile s (plain / Trainer) | plain img/s | Trainer img/s | Trainer / plain (wall) "
+              "| Trainer / plain (CPU time) | Trainer img per CPU s | Trainer / floor (wall) "
+              "| Trainer / floor (CPU time) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        for mode, r in results[arch].items():
+            comp = "-" if r["plain_compile"] is None else f"{r['plain_compile']:.0f} / {r['trainer_compile'] or 0:.0f}"
+            plain, ours, plain_cpu, ours_cpu = (
+                float(r[k] or 0) for k in ("plain", "trainer", "plain_cpu", "trainer_cpu")
+            )
+            wall_floor, cpu_floor = floor["bf16" if MODES[mode][0] else "fp32"]
+            print(f"| {mode} | {comp} | {plain:.2f} | {ours:.2f} | {ours / plain:.3f} | {ours_cpu / plain_cpu:.3f} | "
+                  f"{ours_cpu:.2f} | {ours / wall_floor:.3f} | {ours_cpu / cpu_floor:.3f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
