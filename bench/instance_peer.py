@@ -255,13 +255,15 @@ def peer_env(env_dir: Path, out: Path) -> dict[str, str]:
     return one_thread_env({"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(cfg), "MPLBACKEND": "Agg"})
 
 
-def segkit_config(base: Path, out: Path, args: argparse.Namespace, coco: Path | None) -> tuple[Path, dict[str, Any]]:
+def segkit_config(
+    base: Path, out: Path, args: argparse.Namespace, coco: Path | None, tag: str
+) -> tuple[Path, dict[str, Any]]:
     """The run's config: ``base`` with the run folder, the budget and (with ``--coco``) the written COCO files."""
     from segkit import Trainer
 
     cfg = yaml.safe_load(base.read_text())
     train = cfg.setdefault("train", {})
-    train.update(out_dir=str(out / "segkit"), workers=0, device="cpu")
+    train.update(out_dir=str(out / f"segkit_{tag}"), workers=0, device="cpu")
     budget = "max_minutes" in __import__("inspect").signature(Trainer).parameters
     if budget:
         train.update(max_minutes=float(args.minutes), epochs=max(int(train.get("epochs", 10)), 1000))
@@ -275,7 +277,7 @@ def segkit_config(base: Path, out: Path, args: argparse.Namespace, coco: Path | 
                        "val": {"split": "val", "ann_file": str(data / "annotations/instances_val.json"),
                                "image_dir": str(data / "images/val")}}  # fmt: skip
         cfg["model"].update(min_size=args.imgsz, max_size=args.imgsz)
-    path = out / "segkit_config.yaml"
+    path = out / f"segkit_{tag}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path, {"budget": budget, "epochs": train["epochs"], "batch": int(train.get("batch_size", 8))}
 
@@ -363,7 +365,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         s = r["scores"]
-        lines.append(f"| {r['name']} | {r['minutes']:.1f} | {r['epochs']} | {r['img_s']:.1f} | {s['segm_ap']:.3f} | "
+        lines.append(f"| {r['name']} | {r['minutes']:.1f} | {r['cpu']:.1f} | {r['epochs']} | {r['img_s']:.1f} | {s['segm_ap']:.3f} | "
                      f"{s['segm_ap50']:.3f} | {s['segm_ap75']:.3f} | {s['bbox_ap']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -384,7 +386,9 @@ def write_results(text_block: str, path: Path | None = None) -> None:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall time of each, in minutes")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="segkit config (its data block gives the shapes)")
+    parser.add_argument("--config", action="append", default=None,
+                        help=f"segkit config (default {DEFAULT_CONFIG}); repeat it to train several side by side "
+                        "(the first one's data block gives the shapes)")  # fmt: skip
     parser.add_argument("--coco", type=Path, default=None, help="a COCO-format folder instead of shapes (smoke run)")
     parser.add_argument("--num-val", type=int, default=16, help="with --coco: images held out for val")
     parser.add_argument("--imgsz", type=int, default=None, help="training size (default: the config's image_size)")
@@ -399,9 +403,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--write-results", action="store_true", help="write the block into bench/RESULTS.md")
     args = parser.parse_args(argv)
     args_list = sys.argv[1:] if argv is None else argv
+    configs: list[str] = args.config or [DEFAULT_CONFIG]
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    base_cfg = yaml.safe_load((ROOT / args.config).read_text())
+    base_cfg = yaml.safe_load((ROOT / configs[0]).read_text())
     args.imgsz = args.imgsz or int(base_cfg["data"].get("image_size", 96) if args.coco is None else 320)
     data = out / "data"
     if not args.eval_only:
@@ -409,7 +414,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         write_coco_folder(data, args.coco, args.num_val) if args.coco else write_shapes(data, base_cfg["data"])
         print(f"data written to {data} in {time.perf_counter() - t0:.1f} s", flush=True)
     gt_file = data / "annotations" / "instances_val.json"
-    cfg_path, info = segkit_config(ROOT / args.config, out, args, args.coco)
+    runs = {
+        f"segkit_{Path(c).stem}": (c, *segkit_config(ROOT / c, out, args, args.coco, Path(c).stem)) for c in configs
+    }
+    info = next(iter(runs.values()))[2]
     want = {"segkit", "yolo"} if args.only == "both" else {args.only}
     peer_python = args.peer_env / "bin" / "python"
     if "yolo" in want:
@@ -421,6 +429,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     n_train = len(json.loads((data / "annotations" / "instances_train.json").read_text())["images"])
     load_before = os.getloadavg()
     wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     if not args.eval_only:
         procs: dict[str, tuple[subprocess.Popen, float]] = {}
         if "yolo" in want:
@@ -428,19 +437,29 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                      "batch": info["batch"], "project": str(out / "yolo")}  # fmt: skip
             cmd = [str(peer_python), str(out / "yolo_run.py"), "train", json.dumps(yargs)]
             procs["yolo"] = (launch(cmd, peer_env(args.peer_env, out), out / "yolo.log"), time.perf_counter())
-        if "segkit" in want:
+        for name, (_, cfg_path, _) in runs.items() if "segkit" in want else ():
             sets = [f"--set={s}" for s in args.set]
             cmd = [sys.executable, "-c", _SEGKIT_MAIN, "train", "--config", str(cfg_path), *sets]
-            procs["segkit"] = (launch(cmd, one_thread_env(), out / "segkit.log"), time.perf_counter())
-        for name, (proc, start) in procs.items():
-            rc = proc.wait()
+            procs[name] = (launch(cmd, one_thread_env(), out / f"{name}.log"), time.perf_counter())
+        # Whichever ends first is reaped first, with its own CPU time (user + system, from wait4): under load the
+        # wall time is shared with other jobs, and the CPU seconds say what each run really got.
+        pending = {proc.pid: (name, start) for name, (proc, start) in procs.items()}
+        while pending:
+            pid, status, usage = os.wait4(-1, 0)
+            if pid not in pending:
+                continue
+            name, start = pending.pop(pid)
             wall[name] = time.perf_counter() - start
-            print(f"{name}: exit {rc} after {wall[name] / 60:.1f} min (log {out / (name + '.log')})", flush=True)
+            cpu[name] = usage.ru_utime + usage.ru_stime
+            rc = os.waitstatus_to_exitcode(status)
+            procs[name][0].returncode = rc
+            print(f"{name}: exit {rc} after {wall[name] / 60:.1f} min, {cpu[name] / 60:.1f} CPU min", flush=True)
             if rc:
                 sys.exit(f"{name} failed: see {out / (name + '.log')}")
-        (out / "wall.json").write_text(json.dumps(wall))
+        (out / "wall.json").write_text(json.dumps({"wall": wall, "cpu": cpu}))
     else:
-        wall = json.loads((out / "wall.json").read_text())
+        saved = json.loads((out / "wall.json").read_text())
+        wall, cpu = saved["wall"], saved["cpu"]
     load_after = os.getloadavg()
     import contextlib
     import io
@@ -459,15 +478,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         subprocess.run([str(peer_python), str(out / "yolo_run.py"), "predict", json.dumps(pargs)],
                        env=peer_env(args.peer_env, out), check=True, cwd=ROOT)  # fmt: skip
         epochs = yolo_epochs(out / "yolo" / "train")
-        rows.append({"name": "YOLOv8n-seg (scratch, yolov8n-seg.yaml)", "minutes": wall["yolo"] / 60, "epochs": epochs,
+        rows.append({"name": "YOLOv8n-seg (scratch, yolov8n-seg.yaml)", "minutes": wall["yolo"] / 60, "cpu": cpu["yolo"] / 60, "epochs": epochs,
                      "img_s": epochs * n_train / wall["yolo"],
                      "scores": coco_scores(gt, json.loads((out / "yolo_val.json").read_text()))})  # fmt: skip
-    if "segkit" in want:
-        run = out / "segkit"
-        preds = segkit_predictions(run / f"{args.weights}.pt", gt, data / "images" / "val", cat_ids)
-        epochs, _ = segkit_epochs(run)
-        rows.append({"name": f"segkit `{args.config}`", "minutes": wall["segkit"] / 60, "epochs": epochs,
-                     "img_s": epochs * n_train / wall["segkit"], "scores": coco_scores(gt, preds)})  # fmt: skip
+    for name, (config, _, _) in runs.items() if "segkit" in want else ():
+        preds = segkit_predictions(out / name / f"{args.weights}.pt", gt, data / "images" / "val", cat_ids)
+        epochs, _ = segkit_epochs(out / name)
+        rows.append({"name": f"segkit `{config}`", "minutes": wall[name] / 60, "cpu": cpu[name] / 60, "epochs": epochs,
+                     "img_s": epochs * n_train / wall[name], "scores": coco_scores(gt, preds)})  # fmt: skip
     result = table(rows)
     print(result)
     try:
@@ -479,12 +497,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     block = (
         f"Command: `python bench/instance_peer.py {shlex.join(args_list)}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"CPU: {machine()}, ultralytics {peer_version or 'n/a'}, segkit {metadata.version('segkit')}; one thread each "
-        f"(OMP/MKL 1, torch.set_num_threads(1), workers 0), both trained concurrently; segkit {budget}; load average "
+        f"(OMP/MKL 1, torch.set_num_threads(1), workers 0), all trained concurrently; segkit {budget}; load average "
         f"(1/5/15 min) before {' '.join(f'{x:.1f}' for x in load_before)}, after training "
         f"{' '.join(f'{x:.1f}' for x in load_after)}. {n_train} train / {len(gt.dataset['images'])} val images at "
         f"{args.imgsz} px; {args.weights}.pt of each scored by pycocotools on the same COCO json (score >= 0.001, "
         f"<= {MAX_DETS} detections, masks at the original size); train img/s = epochs x train images / wall "
-        "(validation included)."
+        "(validation included); CPU min = user + system time of the training process (wait4)."
     )
     print(block)
     if args.write_results:
