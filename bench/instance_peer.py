@@ -39,7 +39,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = "configs/shapes_maskrcnn.yaml"
+DEFAULT_CONFIG = "configs/shapes_maskrcnn_fast.yaml"
 MAX_DETS = 100
 
 # -------------------------------------------------------------------------------------------------- data
