@@ -298,8 +298,8 @@ def hausdorff_dt_loss(
     with torch.no_grad():
         p = _probabilities(logits, valid)
         fields = None if hd_dist_map is None else _as_map(hd_dist_map, logits, "hd_dist_map").cpu().float().numpy()
-        weight, w_y = _hausdorff_weights(p, target.masked_fill(~valid, -1).cpu().numpy(), fields, sel, alpha)
-    total = _SquaredErrorSums.apply(logits, p, labels, torch.from_numpy(weight).to(p), torch.from_numpy(w_y).to(p))
+        maps = _hausdorff_weights(p, target.masked_fill(~valid, -1).cpu().numpy(), fields, sel, alpha)
+    total = _SquaredErrorSums.apply(logits, p, labels, *(torch.from_numpy(m).to(p) for m in maps))
     return total / (valid.sum() * (k - sel.start)).clamp_min(1)
 
 
