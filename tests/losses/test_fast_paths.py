@@ -171,3 +171,23 @@ def test_channels_last_logits_give_the_same_loss_and_gradient(name):
         out.append((loss.detach(), x.grad.contiguous()))
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_lovasz_row_wise_float32_path_equals_float64_path(per_image, classes):
+    # float32 goes row by row (_lovasz_map_float32, absent classes skipped with "present"), float64 through
+    # _lovasz_weights: same permutation, same loss and gradient up to float32 rounding.
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 5, 6, 7, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 4, (3, 6, 7), generator=g)  # class 4 absent everywhere
+    target[0, :2] = 255
+    target[1][target[1] == 2] = 0  # class 2 absent from image 1
+    out = []
+    for dtype in (torch.float32, torch.float64):
+        x = logits.to(dtype).requires_grad_()
+        loss = fl.lovasz_softmax_loss(x, target, classes=classes, per_image=per_image)
+        loss.backward()
+        out.append((loss.detach().double(), x.grad.double()))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-6)
