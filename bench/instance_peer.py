@@ -360,7 +360,8 @@ def machine() -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| run | wall min | epochs | train img/s | segm AP | AP50 | AP75 | bbox AP |\n|---|---|---|---|---|---|---|---|"
+        "| run | wall min | CPU min | epochs | train img/s | segm AP | AP50 | AP75 | bbox AP |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -456,11 +457,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             print(f"{name}: exit {rc} after {wall[name] / 60:.1f} min, {cpu[name] / 60:.1f} CPU min", flush=True)
             if rc:
                 sys.exit(f"{name} failed: see {out / (name + '.log')}")
-        (out / "wall.json").write_text(json.dumps({"wall": wall, "cpu": cpu}))
-    else:
+        load_after = os.getloadavg()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        run_info = {"wall": wall, "cpu": cpu, "load_before": load_before, "load_after": load_after,
+                    "command": args_list, "when": when}  # fmt: skip
+        (out / "wall.json").write_text(json.dumps(run_info))
+    else:  # the training run's own times, loads and command line
         saved = json.loads((out / "wall.json").read_text())
-        wall, cpu = saved["wall"], saved["cpu"]
-    load_after = os.getloadavg()
+        wall, cpu, load_before, load_after = saved["wall"], saved["cpu"], saved["load_before"], saved["load_after"]
+        args_list, when = saved["command"], saved["when"]
     import contextlib
     import io
 
@@ -495,7 +500,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         peer_version = "not installed"
     budget = "train.max_minutes (the Trainer's budget)" if info["budget"] else f"{info['epochs']} epochs (no budget)"
     block = (
-        f"Command: `python bench/instance_peer.py {shlex.join(args_list)}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"Command: `python bench/instance_peer.py {shlex.join(args_list)}`, {when}. "
         f"CPU: {machine()}, ultralytics {peer_version or 'n/a'}, segkit {metadata.version('segkit')}; one thread each "
         f"(OMP/MKL 1, torch.set_num_threads(1), workers 0), all trained concurrently; segkit {budget}; load average "
         f"(1/5/15 min) before {' '.join(f'{x:.1f}' for x in load_before)}, after training "
