@@ -380,7 +380,8 @@ def _hausdorff_weights(
 
 class _SquaredErrorSums(torch.autograd.Function):
     """Forward: ``sum_{c != y} p_c^2 W_c + sum (1 - p_y)^2 w_y`` for ``p = softmax(x)`` (0 on ignored pixels),
-    ``W`` with each pixel's label channel set to 0 and that channel's weight in ``w_y``. Backward: the analytic
+    ``W`` (the loss's own buffer, overwritten with ``p W``) with each pixel's label channel set to 0 and that
+    channel's weight in ``w_y``. Backward: the analytic
     softmax backward ``p * (G - sum_c p G)`` with ``G = 2 a p W`` and ``-2 a (1 - p_y) w_y`` at the label,
     written into one array allocated by numpy on the CPU (few page faults)."""
 
@@ -389,19 +390,21 @@ class _SquaredErrorSums(torch.autograd.Function):
         ctx: Any, logits: torch.Tensor, p: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, w_y: torch.Tensor
     ) -> torch.Tensor:
         p_y = p.gather(1, labels.unsqueeze(1))[:, 0]
-        ctx.save_for_backward(p, labels, weight, w_y, p_y)
-        return _class_sums(p, weight, 2, False).sum() + torch.linalg.vecdot((1 - p_y).square_().view(-1), w_y.view(-1))
+        # p W, in place: the loss's own buffer; both the sums (sum_c p_c (p W)_c, no p^2 temporaries) and the
+        # backward (G = 2 a p W) use it, and W itself is not needed again.
+        pw = weight.mul_(p)
+        ctx.save_for_backward(p, labels, pw, w_y, p_y)
+        return _class_sums(p, pw, 1, False).sum() + torch.linalg.vecdot((1 - p_y).square_().view(-1), w_y.view(-1))
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[Any, ...]:
-        p, labels, weight, w_y, p_y = ctx.saved_tensors
+        p, labels, pw, w_y, p_y = ctx.saved_tensors
         if p.device.type == "cpu" and p.dtype in _NUMPY_DTYPES:
             grad = torch.from_numpy(np.empty(tuple(p.shape), _NUMPY_DTYPES[p.dtype]))
         else:
             grad = torch.empty_like(p)
-        torch.mul(p, weight, out=grad)
-        grad.mul_(2 * grad_total)
+        torch.mul(pw, 2 * grad_total, out=grad)
         at_label = (p_y - 1).mul_(w_y).mul_(2 * grad_total)
         grad.scatter_(1, labels.unsqueeze(1), at_label.unsqueeze(1))
         grad.sub_(_channel_dot(p, grad).unsqueeze(1)).mul_(p)
