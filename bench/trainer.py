@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from segkit import Trainer, build_model
-from segkit.engine.callbacks import Callback
+from segkit.engine.callbacks import Callback, ModelCheckpoint
 
 MODEL_NAME = {"unet": "U-Net resnet18", "deeplabv3plus": "DeepLabV3+ resnet18"}
 # name: (amp, channels_last, compiled)
@@ -140,6 +140,9 @@ def bench_mode(
                           lr=1e-3, weight_decay=1e-4, scheduler=None, amp=amp, compile=compiled,
                           channels_last=channels_last, device=device, log_every=10**9, callbacks=[timer],
                           out_dir=tmp)  # fmt: skip
+        # No checkpoint writing between rounds: it is not timed, and the write-back of its ~170 MB (weights and
+        # AdamW state) would run during the Trainer's next steps only, never the plain loop's.
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
         trainer.fit()
     print(f"  {arch} {mode} done", file=sys.stderr, flush=True)
     out: dict[str, float | None] = {"plain_compile": plain.compile_seconds, "trainer_compile": trainer.compile_seconds}
