@@ -14,19 +14,36 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from segkit.config import apply_overrides, config_from_dict, load_config, save_config
+    from segkit.config import apply_overrides, config_from_dict, load_config
+    from segkit.distributed import shutdown_distributed
     from segkit.engine import Trainer
 
     if args.data is not None:
         cfg = config_from_dict(apply_overrides(_folder_config(args), args.set))
     else:
         cfg = load_config(args.config, args.set)
-    trainer = Trainer.from_config(cfg)
-    if args.data is not None and trainer.config is not None:
+    try:
+        trainer = Trainer.from_config(cfg)
+        _train_and_report(trainer, cfg, args)
+    finally:
+        shutdown_distributed()  # under torchrun: a group left to interpreter exit can abort in gloo's teardown
+    return 0
+
+
+def _train_and_report(trainer: Any, cfg: Any, args: argparse.Namespace) -> None:
+    """Fit ``trainer`` and print where its results are; under torchrun only rank 0 prints and writes the report."""
+    from segkit.config import save_config
+
+    main_process = trainer.is_main_process
+    if main_process and args.data is not None and trainer.config is not None:
         trainer.out_dir.mkdir(parents=True, exist_ok=True)
         save_config(trainer.config, trainer.out_dir / "config.yaml")  # rerun with --config
-    print(f"segkit train: {cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs, run folder {trainer.out_dir}")
+    if main_process:
+        print(f"segkit train: {cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs, "
+              f"run folder {trainer.out_dir}")  # fmt: skip
     metrics = trainer.fit(resume=args.resume)
+    if not main_process:
+        return
     best = next((cb.best for cb in trainer.callbacks if hasattr(cb, "best") and cb.best is not None), None)
     if "val/miou" in metrics:
         print(f"final val mIoU {metrics['val/miou']:.4f}" + (f" (best {best:.4f})" if best is not None else ""))
@@ -36,7 +53,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         paths = write_report(trainer.out_dir, device=cfg.train.device)
         print(f"report: {', '.join(str(p) for p in paths)}")
-    return 0
 
 
 def _folder_config(args: argparse.Namespace) -> dict[str, Any]:

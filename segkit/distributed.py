@@ -17,9 +17,13 @@ __all__ = [
     "average_across_ranks",
     "broadcast_bool",
     "init_distributed",
+    "shutdown_distributed",
     "unwrap",
     "wrap_model",
 ]
+
+
+_OWNED_GROUP = False  # True while the process group is one init_distributed created (and so may destroy)
 
 
 @dataclass
@@ -63,10 +67,25 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+        global _OWNED_GROUP
+        _OWNED_GROUP = True
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     return info, device
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group if ``init_distributed`` created it; a group the caller created is left alone.
+
+    Called by ``segkit train`` when the run ends (also after an error): a gloo group still alive at interpreter
+    exit can abort in its teardown (SIGABRT after the results are written), which torchrun reports as a failed
+    job. Safe to call more than once and without a group.
+    """
+    global _OWNED_GROUP
+    if _OWNED_GROUP and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWNED_GROUP = False
 
 
 def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool = False) -> nn.Module:

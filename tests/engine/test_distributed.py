@@ -87,3 +87,27 @@ def test_sampler_shards_cover_the_global_batches():
         list(ResumableSampler(5, False, rank=0, world_size=2, pad=False))
         + list(ResumableSampler(5, False, rank=1, world_size=2, pad=False))
     ) == [0, 1, 2, 3, 4]
+
+
+def test_cli_train_under_torchrun_prints_once_and_destroys_its_process_group(tmp_path):
+    """`segkit train` under torchrun: one rank prints, and the group segkit created is gone when ``main`` returns
+    (a gloo group left to interpreter exit can abort the job in its teardown after the results are written)."""
+    import yaml
+
+    cfg = {
+        "model": {"name": "segnet", "base_width": 4},
+        "data": {"name": "shapes", "image_size": 32, "train": {"split": "train", "num_images": 8},
+                 "val": {"split": "val", "num_images": 4}},
+        "train": {"epochs": 1, "batch_size": 2, "device": "cpu", "out_dir": str(tmp_path / "run")},
+    }  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "tests/engine/ddp_cli.py"), str(tmp_path / "cfg.yaml"), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = [json.loads((tmp_path / f"after_rank{r}.json").read_text()) for r in (0, 1)]
+    assert after == [{"status": 0, "initialized": False}] * 2
+    assert proc.stdout.count("segkit train: segnet on shapes") == 1, proc.stdout
+    assert proc.stdout.count("final val mIoU") == 1, proc.stdout
+    assert (tmp_path / "run" / "best.pt").is_file()
