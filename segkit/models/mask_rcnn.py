@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,7 @@ def mask_rcnn(
     class_names: Sequence[str] | None = None,
     fpn_channels: int | None = None,
     roi_sampling_ratio: int | None = None,
+    weights_key: str | None = None,
     **options: Any,
 ) -> nn.Module:
     """Mask R-CNN (He et al. 2017) from torchvision, with the interface of torchvision's model unchanged.
@@ -308,7 +310,9 @@ def mask_rcnn(
         weights: None (random init), "coco" (torchvision's COCO weights, downloaded once to the torch
             cache when online; a different ``num_classes`` replaces the box and mask predictors and keeps the
             rest), or a path to a local checkpoint (segkit checkpoint or plain state dict; its class count
-            is read from the predictor, which is replaced the same way when it differs).
+            is read from the predictor, which is replaced the same way when it differs, and one line on
+            stderr names the tensors not loaded; a segkit checkpoint gives its EMA weights when it kept
+            them, the weights that chose ``best.pt``, as for every segkit model).
         weights_backbone: ImageNet backbone when ``weights`` is None: None (random init), "imagenet"
             (torchvision's ImageNet file, downloaded once to the torch cache when online) or a path to that
             file copied from an online machine (``resnet50-0676ba61.pth`` for the resnet50 variants,
@@ -333,6 +337,8 @@ def mask_rcnn(
         roi_sampling_ratio: RoIAlign sampling points per bin side in the box and mask heads (None: torchvision's
             2; 1 samples each bin at its centre: 4x fewer bilinear samples, whose CPU backward pass is a large
             part of a small-image training step; 0 adapts to the RoI size).
+        weights_key: with ``weights`` a segkit checkpoint: ``"model"`` (the trained weights) or ``"ema"``
+            (their moving average); None: ``"ema"`` when the checkpoint holds EMA weights, else ``"model"``.
         **options: further torchvision ``MaskRCNN`` options, passed through (``rpn_post_nms_top_n_train``
             = POST_NMS_ROIS_TRAINING, ``box_batch_size_per_image`` = TRAIN_ROIS_PER_IMAGE,
             ``rpn_batch_size_per_image`` = RPN_TRAIN_ANCHORS_PER_IMAGE, ``image_mean``/``image_std``
@@ -371,9 +377,12 @@ def mask_rcnn(
     state: dict[str, torch.Tensor] | None = None
     names = list(class_names) if class_names is not None else None
     build_classes = num_classes
+    if weights_key is not None and (weights is None or coco):
+        raise ValueError(f"mask_rcnn: weights_key chooses the weights of a checkpoint file; weights is {weights!r}")
     if weights is not None and not coco:
         ckpt = load_checkpoint(weights)
-        state = ckpt["model"]
+        # The one rule of every segkit model: the EMA weights when the run kept them (they chose best.pt).
+        state = dict(model_weights(ckpt, weights_key, source=str(weights)))
         key = "roi_heads.box_predictor.cls_score.weight"
         if key not in state:
             raise ValueError(f"mask_rcnn: {weights} is not a Mask R-CNN checkpoint (no {key!r})")
@@ -404,6 +413,13 @@ def mask_rcnn(
     loaded_classes = 91 if coco else build_classes
     if loaded_classes != num_classes:
         replace_predictors(model, num_classes)
+        if state is not None:
+            heads = [k for k in state if k.startswith(("roi_heads.box_predictor.", "roi_heads.mask_predictor."))]
+            print(
+                f"weights {weights}: {len(state) - len(heads)} tensors loaded; new box and mask predictors for "
+                f"{num_classes} classes (the file has {loaded_classes}), not loaded: {', '.join(heads)}",
+                file=sys.stderr,
+            )
     if roi_sampling_ratio is not None:
         if int(roi_sampling_ratio) < 0:
             raise ValueError(f"mask_rcnn: roi_sampling_ratio must be >= 0, got {roi_sampling_ratio}")

@@ -102,6 +102,27 @@ def test_local_checkpoint_fine_tunes_to_new_class_count(tmp_path) -> None:
             assert torch.equal(value, ref[key]), key
 
 
+def test_local_checkpoint_serves_its_ema_weights_and_names_the_new_head(tmp_path, capsys) -> None:
+    """weights=PATH follows the rule of every segkit model: the EMA weights when the run kept them (they chose
+    best.pt), weights_key="model" for the raw ones, and a new class count says which tensors were not loaded."""
+    src = build_model("mask_rcnn", num_classes=4, **SMALL)
+    raw = src.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in raw.items()}
+    save_checkpoint({"model": raw, "ema": ema}, tmp_path / "det.pt")
+    for key, expected in ((None, ema), ("model", raw), ("ema", ema)):
+        loaded = build_model("mask_rcnn", num_classes=4, weights=str(tmp_path / "det.pt"), weights_key=key, **SMALL)
+        for name, value in loaded.state_dict().items():
+            assert torch.equal(value, expected[name]), (key, name)
+    assert capsys.readouterr().err == ""  # same class count: nothing replaced, nothing to say
+    new = build_model("mask_rcnn", num_classes=2, weights=str(tmp_path / "det.pt"), **SMALL)
+    assert torch.equal(new.state_dict()["rpn.head.conv.0.0.weight"], ema["rpn.head.conv.0.0.weight"])
+    err = capsys.readouterr().err
+    assert "new box and mask predictors for 2 classes (the file has 4)" in err
+    assert "roi_heads.box_predictor.cls_score.weight" in err and "roi_heads.mask_predictor.mask_fcn_logits.bias" in err
+    with pytest.raises(ValueError, match="weights_key"):
+        build_model("mask_rcnn", num_classes=4, weights_key="ema", **SMALL)
+
+
 def test_coco_weights_load_with_category_names_or_fail_offline(monkeypatch) -> None:
     import torchvision.models._api as api
 
