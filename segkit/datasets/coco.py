@@ -27,7 +27,14 @@ __all__ = [
 
 # torchvision references/segmentation: COCO category ids of the 20 VOC classes, index = VOC label.
 VOC_COCO_CATEGORIES = [0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72]
-_LAYOUT = "expected annotations/instances_{split}{year}.json and images in {split}{year}/"
+
+
+def _layout(root: Path, split: str, year: int | str) -> str:
+    """The COCO layout expected under ``root`` for this split, and how to read another one."""
+    return (
+        f"expected {root / 'annotations' / f'instances_{split}{year}.json'} and images in {root / f'{split}{year}'}/ "
+        "(another split: split=...; another layout: ann_file=... and image_dir=...)"
+    )
 
 
 class CocoFormatError(ValueError):
@@ -50,7 +57,7 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"coco: annotation file {path} does not exist; {_LAYOUT}")
+        raise FileNotFoundError(f"coco: annotation file {path} does not exist")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -204,11 +211,15 @@ class _COCOBase(FileDataset):
     ) -> dict[str, Any]:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"coco: root {self.root} does not exist; {_LAYOUT}")
+            raise FileNotFoundError(f"coco: root {self.root} does not exist; {_layout(self.root, split, year)}")
         ann = Path(ann_file) if ann_file else self.root / "annotations" / f"instances_{split}{year}.json"
         self.image_dir = Path(image_dir) if image_dir else self.root / f"{split}{year}"
         if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"coco: image folder {self.image_dir} does not exist; {_LAYOUT}")
+            raise FileNotFoundError(
+                f"coco: image folder {self.image_dir} does not exist; {_layout(self.root, split, year)}"
+            )
+        if not ann.is_file():
+            raise FileNotFoundError(f"coco: annotation file {ann} does not exist; {_layout(self.root, split, year)}")
         data = load_coco_json(ann)
         self.ann_path = ann
         self.anns: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in data["images"]}

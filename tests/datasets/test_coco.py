@@ -64,3 +64,16 @@ def test_semantic_rasterised_like_torchvision_references(tmp_path, layouts, cate
         assert torch.equal(ours[i]["mask"], torch.from_numpy(target.astype(np.int64)))
     if categories == "voc":
         assert ours.class_names[15] == "person" and ours.class_names[12] == "dog"
+
+
+def test_missing_split_names_the_files_it_looked_for(tmp_path, layouts):
+    """A split that is not there (coco_tiny has no val2017) names the expected paths and the way out."""
+    layouts.write_coco(tmp_path, split="train")
+    with pytest.raises(FileNotFoundError) as info:
+        build_dataset("coco", root=tmp_path, split="val")
+    message = str(info.value)
+    assert str(tmp_path / "val2017") in message and str(tmp_path / "annotations" / "instances_val2017.json") in message
+    assert "{" not in message and "ann_file=" in message and "image_dir=" in message
+    (tmp_path / "val2017").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"annotation file .*instances_val2017\.json does not exist; expected"):
+        build_dataset("coco", root=tmp_path, split="val")
