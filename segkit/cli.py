@@ -342,22 +342,41 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    import yaml
+
     from segkit.datasets import build_dataset
     from segkit.datasets.summary import label_stats, summary_text
 
     kwargs: dict[str, Any] = {"root": args.root} if args.split is None else {"root": args.root, "split": args.split}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"segkit inspect: --set expects KEY=VALUE (e.g. ann_file=labels.json), got {item!r}", file=sys.stderr)
+            return 2
+        kwargs[key] = yaml.safe_load(value)
     data = build_dataset(args.dataset, **kwargs)
     split = args.split or "all images"
     print(f"segkit inspect: {args.dataset} at {args.root}, {split}")
+    instance = getattr(data, "task", None) == "instance"
     channels = None
     if hasattr(data, "load_raw"):
         from segkit.datasets.inspect import channel_stats
 
         channels = channel_stats(data, max_images=args.max_images)
-    print(summary_text(data, label_stats(data, args.max_images), channels, markdown=args.markdown))
+    if instance:
+        # Instance datasets have no semantic mask: instances, crowd regions and sizes per class instead.
+        from segkit.datasets.instance_summary import instance_stats, instance_summary_text
+
+        print(instance_summary_text(data, instance_stats(data, args.max_images), markdown=args.markdown))
+        if channels is not None:
+            mean, std = channels
+            print("per-channel mean: [" + ", ".join(f"{v:.3f}" for v in mean) + "]")
+            print("per-channel std:  [" + ", ".join(f"{v:.3f}" for v in std) + "]")
+    else:
+        print(summary_text(data, label_stats(data, args.max_images), channels, markdown=args.markdown))
     if not args.no_picture and hasattr(data, "load_raw") and len(data):  # type: ignore[arg-type]
         picture = Path(args.picture or f"runs/inspect/{args.dataset}_{args.split or 'all'}.png")
-        print(f"samples with their masks: {_inspect_picture(data, picture)}")
+        print(f"samples with their {'instances' if instance else 'masks'}: {_inspect_picture(data, picture)}")
     return 0
 
 
@@ -369,14 +388,38 @@ def _inspect_picture(data: Any, path: Path, count: int = 8) -> Path:
 
     picks = np.unique(np.linspace(0, len(data) - 1, min(count, len(data))).astype(int))
     samples = []
+    instance = getattr(data, "task", None) == "instance"
     for i in picks:
-        image, mask, _ = data.load_raw(int(i))
+        image, mask, inst = data.load_raw(int(i))
+        if instance and isinstance(inst, dict):
+            image = _drawn_instances(image, inst, getattr(data, "class_names", None))
+            mask = np.zeros(image.shape[:2], np.uint8)  # the instances are drawn: nothing to overlay
         samples.append((image, mask, Path(data.item_path(int(i))).name))
     palette = getattr(data, "palette", None)
     if palette is None:
         palette = _fallback_palette()
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_figure(plot_samples(samples, palette, getattr(data, "class_names", None)), path)
+
+
+def _drawn_instances(image: Any, inst: dict[str, Any], class_names: Any) -> Any:
+    """The raw annotations of one instance sample drawn on its image (names, no scores; crowd regions included)."""
+    import numpy as np
+
+    from segkit.viz import draw_instances
+
+    masks = [np.asarray(m) != 0 for m in inst["masks"]]
+    keep = [i for i, m in enumerate(masks) if m.any()]
+    h, w = image.shape[:2]
+    stack = np.stack([masks[i] for i in keep]) if keep else np.zeros((0, h, w), bool)
+    ys, xs = np.asarray(stack.any(2)), np.asarray(stack.any(1))
+    boxes = np.asarray(
+        [[x.argmax(), y.argmax(), w - x[::-1].argmax(), h - y[::-1].argmax()] for x, y in zip(xs, ys)], np.float32
+    ).reshape(-1, 4)
+    labels = np.asarray([int(inst["labels"][i]) for i in keep], np.int64)
+    rgb = np.ascontiguousarray(np.asarray(image)[..., :3]).astype(np.uint8)
+    target = {"boxes": boxes, "labels": labels, "masks": stack}
+    return draw_instances(rgb, target, class_names, show_scores=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="registered dataset name, e.g. folder or camvid")
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--split", default=None, help="split name (default: every image for folder, else the default)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another dataset keyword argument, e.g. ann_file=labels.json image_dir=photos (coco)",
+    )
     p.add_argument("--max-images", type=int, default=None, help="read at most this many images (evenly spaced)")
     p.add_argument("--markdown", action="store_true", help="the class table as Markdown")
     p.add_argument("--picture", default=None, help="PNG of samples with masks (default runs/inspect/NAME_SPLIT.png)")

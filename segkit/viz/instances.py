@@ -70,6 +70,7 @@ def draw_instances(
     show_masks: bool = True,
     show_boxes: bool = True,
     show_captions: bool = True,
+    show_scores: bool = True,
     figure: bool = False,
     title: str | None = None,
 ) -> Any:
@@ -85,6 +86,7 @@ def draw_instances(
         colors: one ``(3,)`` uint8 colour per kept instance (default: ``instance_colors``).
         alpha: mask fill opacity.
         show_masks, show_boxes, show_captions: parts to draw.
+        show_scores: captions "name score"; False: the name only (ground truth, which has no score).
         figure: return a matplotlib ``Figure`` (one ``Rectangle`` patch and one text per instance drawn)
             instead of an image array.
         title: figure title (figure mode).
@@ -110,7 +112,7 @@ def draw_instances(
         for m, c in zip(inst.masks, cols):
             canvas[mask_outline(m)] = c
     filled = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
-    captions = [f"{name} {score:.2f}" for name, score in zip(inst.names, inst.scores)]
+    captions = [f"{name} {score:.2f}" if show_scores else name for name, score in zip(inst.names, inst.scores)]
 
     if figure:
         from matplotlib.patches import Rectangle
