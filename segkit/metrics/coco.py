@@ -38,8 +38,10 @@ class CocoEvaluator:
     """Accumulate ground truth and predictions per image; ``compute`` runs pycocotools ``COCOeval``.
 
     The COCO ground truth is built in memory from the targets the dataset yields, so any instance
-    dataset can be evaluated, not only COCO files. Under ``torchrun`` every rank adds its own images
-    and ``compute`` gathers them all (every rank returns the same numbers).
+    dataset can be evaluated, not only COCO files. Each image given to ``update`` is one COCO image:
+    the evaluator numbers them itself, so targets whose ``image_id`` repeat (the members of a
+    ``ConcatDataset`` both count from 0) are never merged into one image. Under ``torchrun`` every rank
+    adds its own images and ``compute`` gathers them all (every rank returns the same numbers).
 
     Args:
         num_classes: classes including background (category ids are ``1 .. num_classes - 1``).
@@ -74,10 +76,12 @@ class CocoEvaluator:
         if len(targets) != len(predictions):
             raise ValueError(f"CocoEvaluator.update: {len(targets)} targets but {len(predictions)} predictions")
         for target, pred in zip(targets, predictions):
-            image_id = int(target["image_id"])
+            # The evaluator's own number, not target["image_id"], which repeats across concatenated datasets;
+            # compute orders the images by target["image_id"] (COCOeval breaks score ties in image order).
+            image_id = len(self.images) + 1
             masks = target["masks"]
             h, w = int(masks.shape[-2]), int(masks.shape[-1])
-            self.images.append({"id": image_id, "height": h, "width": w})
+            self.images.append({"id": image_id, "height": h, "width": w, "order": int(target["image_id"])})
             boxes = _xywh(target["boxes"])
             areas = target.get("area", masks.flatten(1).sum(1) if len(masks) else torch.zeros(0))
             crowd = target.get("iscrowd", torch.zeros(len(boxes), dtype=torch.int64))
@@ -116,12 +120,20 @@ class CocoEvaluator:
         """
         from segkit.distributed import all_gather_objects
 
-        images, gt, dt = [], [], []
-        for part in all_gather_objects((self.images, self.gt, self.dt)):
-            images += part[0]
-            gt += part[1]
-            dt += part[2]
-        images = list({img["id"]: img for img in images}.values())
+        parts = all_gather_objects((self.images, self.gt, self.dt))
+        # Each rank numbered its images 1..n. Renumber all of them in the dataset's image order (then rank, then
+        # arrival), so every image stays its own and the result does not depend on how images were sharded.
+        keys = sorted((img["order"], rank, img["id"]) for rank, part in enumerate(parts) for img in part[0])
+        new_id = {(rank, old): n + 1 for n, (_, rank, old) in enumerate(keys)}
+        images: list[dict[str, Any]] = []
+        gt: list[dict[str, Any]] = []
+        dt: list[dict[str, Any]] = []
+        for rank, part in enumerate(parts):
+            images += [
+                {"id": new_id[rank, img["id"]], "height": img["height"], "width": img["width"]} for img in part[0]
+            ]
+            gt += [{**a, "image_id": new_id[rank, a["image_id"]]} for a in part[1]]
+            dt += [{**d, "image_id": new_id[rank, d["image_id"]]} for d in part[2]]
         kinds = ["bbox"] + (["segm"] if not dt or all("segmentation" in d for d in dt) else [])
         out: dict[str, float] = {}
         for kind in kinds:

@@ -140,3 +140,33 @@ def test_perfect_predictions_score_one_and_none_score_zero():
     assert ev.compute()["segm_ap"] == 0.0
     with pytest.raises(ValueError, match="2 targets but 1 predictions"):
         ev.update(targets[:2], empty[:1])
+
+
+def test_images_with_the_same_image_id_are_never_merged():
+    """The members of a ConcatDataset both number their images from 0: each image given to update is its own
+    COCO image, so a detection is matched against its own image's objects only (merged, both would match)."""
+    box1, box2 = torch.tensor([[2.0, 2.0, 12.0, 12.0]]), torch.tensor([[18.0, 18.0, 28.0, 28.0]])
+
+    def target(box):
+        m = torch.zeros(1, 32, 32, dtype=torch.uint8)
+        x1, y1, x2, y2 = (int(v) for v in box[0])
+        m[0, y1:y2, x1:x2] = 1
+        return {"boxes": box, "labels": torch.tensor([1]), "masks": m, "image_id": torch.tensor(0)}
+
+    def pred(box, score):
+        t = target(box)
+        return {
+            "boxes": box,
+            "labels": torch.tensor([1]),
+            "scores": torch.tensor([score]),
+            "masks": t["masks"][:, None],
+        }
+
+    ev = CocoEvaluator(num_classes=2)
+    ev.update([target(box1), target(box2)], [pred(box2, 0.9), pred(box1, 0.8)])  # each detection on the other image
+    swapped = ev.compute()
+    assert swapped["bbox_ap"] == 0.0 and swapped["segm_ap"] == 0.0
+    ev.reset()
+    ev.update([target(box1)], [pred(box1, 0.9)])
+    ev.update([target(box2)], [pred(box2, 0.8)])  # a second batch whose image_id is 0 again
+    assert ev.compute()["bbox_ap"] == pytest.approx(1.0) and ev.compute()["segm_ap"] == pytest.approx(1.0)
