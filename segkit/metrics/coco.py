@@ -61,6 +61,7 @@ class CocoEvaluator:
         self.images: list[dict[str, Any]] = []
         self.gt: list[dict[str, Any]] = []
         self.dt: list[dict[str, Any]] = []
+        self._ids: set[int] = set()
 
     def update(
         self, targets: Sequence[dict[str, torch.Tensor]], predictions: Sequence[dict[str, torch.Tensor]]
@@ -76,9 +77,13 @@ class CocoEvaluator:
         if len(targets) != len(predictions):
             raise ValueError(f"CocoEvaluator.update: {len(targets)} targets but {len(predictions)} predictions")
         for target, pred in zip(targets, predictions):
-            # The evaluator's own number, not target["image_id"], which repeats across concatenated datasets;
-            # compute orders the images by target["image_id"] (COCOeval breaks score ties in image order).
-            image_id = len(self.images) + 1
+            # target["image_id"] repeats across concatenated datasets: a repeated one gets a number of its own
+            # (negative, never a dataset index); compute orders the images by target["image_id"] (COCOeval
+            # breaks score ties in image order) and renumbers them all.
+            image_id = int(target["image_id"])
+            if image_id in self._ids:
+                image_id = -len(self._ids) - 1
+            self._ids.add(image_id)
             masks = target["masks"]
             h, w = int(masks.shape[-2]), int(masks.shape[-1])
             self.images.append({"id": image_id, "height": h, "width": w, "order": int(target["image_id"])})
@@ -165,6 +170,7 @@ class CocoEvaluator:
     def reset(self) -> None:
         """Forget everything added."""
         self.images, self.gt, self.dt = [], [], []
+        self._ids = set()
 
 
 def _xywh(boxes: torch.Tensor) -> list[list[float]]:
