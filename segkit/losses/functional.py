@@ -39,6 +39,12 @@ def check_multiclass_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_i
     Raises:
         ValueError: naming the expected and received shape/dtype, or the offending label value.
     """
+    _check_multiclass(logits, target, ignore_index)
+
+
+def _check_multiclass(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> bool:
+    """``check_multiclass_inputs``; returns True when the target is known to hold a pixel that is not ignored
+    (known on the CPU, from the labels' minimum and maximum), False when it holds none or is not on the CPU."""
     if logits.dim() != 4 or not logits.is_floating_point():
         raise ValueError(
             f"logits: expected a float tensor of shape (N, C, H, W), got {tuple(logits.shape)} {logits.dtype}"
@@ -49,11 +55,17 @@ def check_multiclass_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_i
             f"target: expected int64 of shape {(n, h, w)} to match logits {tuple(logits.shape)}, "
             f"got {tuple(target.shape)} {target.dtype}"
         )
-    if target.device.type == "cpu":
+    if target.device.type != "cpu" or target.numel() == 0:
+        return False
+    # One pass over the labels (a few times cheaper than the masked check): when every label is a class, the
+    # target is fine; else the exact check. Either way, every pixel is ignored only when low == high == ignore.
+    low, high = (int(v) for v in torch.aminmax(target))
+    if not (0 <= low and high < c):
         bad = (target != ignore_index) & ((target < 0) | (target >= c))
         if bool(bad.any()):
             value = int(target[bad][0])
             raise ValueError(f"target: label {value} is outside [0, {c}) and is not ignore_index={ignore_index}")
+    return not low == high == ignore_index
 
 
 def check_binary_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -154,18 +166,22 @@ def cross_entropy(
     Returns:
         Scalar tensor; 0 with a zero gradient when every pixel is ignored (torch would return NaN).
     """
-    check_multiclass_inputs(logits, target, ignore_index)
+    some_valid = _check_multiclass(logits, target, ignore_index)
     if weight is not None:
         weight = weight.to(device=logits.device, dtype=logits.dtype)
-    per_pixel = F.cross_entropy(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing
+    if some_valid and weight is None:
+        # A valid pixel exists, so torch's mean divides by a count > 0 (never 0/0): its value, without our count.
+        return F.cross_entropy(logits, target, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    # torch's "sum" (not "none" then .sum(): one pass fewer in the forward and the backward), over our denominator.
+    total = F.cross_entropy(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction="sum", label_smoothing=label_smoothing
     )
     valid = target != ignore_index
     if weight is None:
         denom = valid.sum()
     else:
         denom = weight[target.clamp(0, logits.shape[1] - 1)].masked_fill(~valid, 0).sum()
-    return per_pixel.sum() / denom.clamp_min(1e-12).to(per_pixel.dtype)
+    return total / denom.clamp_min(1e-12).to(total.dtype)
 
 
 def binary_cross_entropy(
