@@ -1,5 +1,6 @@
-"""A wall-clock budget for a run (``Trainer(max_minutes=...)``): the first epoch is timed, the number of epochs
-and the learning-rate schedule are planned from it once, and the plan is stored in checkpoints so a resumed run
+"""A wall-clock budget for a run (``Trainer(max_minutes=...)``): the number of epochs and the learning-rate
+schedule are planned after the first epoch and re-planned at every epoch's end from the mean epoch time, so the
+run ends near the budget with its schedule at its final lr; the plan is stored in checkpoints so a resumed run
 follows it exactly. Also keeps ``elapsed_s``, the wall seconds of training across resumes."""
 
 from __future__ import annotations
@@ -41,32 +42,58 @@ def check_max_minutes(value: Any) -> float | None:
 
 def plan_epochs(budget_seconds: float, elapsed: float, epoch_seconds: float, epochs_done: int) -> int:
     """The number of epochs of the whole run: those done, plus as many more of ``epoch_seconds`` as fit in what
-    is left of the budget, rounded down; at least ``epochs_done`` (never fewer than one).
+    is left of the budget, rounded down, but at least one more while any of the budget is left; only
+    ``epochs_done`` (never fewer than one) once the budget is spent.
 
     After the first epoch (``epochs_done = 1``, ``elapsed = epoch_seconds``) this is
-    ``max(1, floor(budget_seconds / epoch_seconds))``. Rounding down, with a first epoch that also paid for
-    one-time costs (data-loader workers, cuDNN autotuning, compilation), errs on ending under the budget.
+    ``max(2, floor(budget_seconds / epoch_seconds))`` while the first epoch ended under the budget. Rounding
+    down errs on ending under the budget. The one more epoch when less than one is left is what lets a run end
+    at its final lr: the plan is remade at each epoch's end, and planning no more epochs with budget left
+    would stop the run before its lr schedule ends (after an epoch slower than the estimate); one more ends it
+    at its final lr, less than one epoch past the budget.
 
     Args:
         budget_seconds: the whole run's budget.
         elapsed: seconds of training so far (end of the epoch just timed).
-        epoch_seconds: how long that epoch took (training and its validation).
+        epoch_seconds: the estimated length of one epoch (training and its validation).
         epochs_done: epochs finished so far.
+
+    Example:
+        >>> plan_epochs(600.0, 61.2, 61.2, 1)  # 1 + floor(538.8 / 61.2)
+        9
+        >>> plan_epochs(600.0, 590.0, 20.0, 30)  # 10 s left: one more epoch, to end the schedule
+        31
+        >>> plan_epochs(600.0, 605.0, 20.0, 30)  # spent: stop here
+        30
     """
-    more = math.floor(max(0.0, budget_seconds - elapsed) / max(epoch_seconds, 1e-9))
-    return max(1, epochs_done + more)
+    left = budget_seconds - elapsed
+    if left <= 0:
+        return max(1, epochs_done)
+    more = max(1, math.floor(left / max(epoch_seconds, 1e-9)))
+    return epochs_done + more
 
 
 class TimeBudget:
     """The Trainer's clock: ``elapsed_s`` across resumes, and the plan of a run with ``max_minutes``.
 
     The Trainer calls ``start`` when ``fit`` begins, ``epoch_start`` before each epoch's training and
-    ``epoch_end`` after its validation (before ``on_checkpoint``). At the first ``epoch_end`` with a budget the
-    plan is made, once: ``trainer.epochs`` becomes the planned number (``epochs`` given to the Trainer only
-    lays the schedule of that first epoch) and a ``build_scheduler`` schedule is re-laid over the planned
-    steps, so it reaches its final lr at the planned end. The plan is part of ``state_dict``: a resumed run
-    does not plan again. As a safety net, a run whose elapsed time passes the budget by more than one epoch's
-    estimate stops at that epoch's end.
+    ``epoch_end`` after its validation (before ``on_checkpoint``). With a budget:
+
+    - At the first ``epoch_end`` the plan is made from that epoch's time: ``trainer.epochs`` becomes the
+      planned number (``epochs`` given to the Trainer only lays the schedule of that first epoch) and a
+      ``build_scheduler`` schedule is re-laid over the planned steps, so it reaches its final lr at the
+      planned end.
+    - At every later ``epoch_end`` but the planned last one the plan is remade (``plan_epochs``) from what is
+      left of the budget and the mean time of the epochs after the first (the first paid one-time costs:
+      workers, cuDNN autotuning, compilation); when the epoch count changes the schedule is re-laid over the
+      new count and one line says so. Epochs that slow down or speed up move the end, so the run ends within
+      about one epoch of the budget with its schedule at its final lr.
+    - At an epoch's end with the budget already spent (an epoch much slower than the estimate) the run stops
+      there, the plan becomes the epochs done, and one line says so: the schedule then stops short of its
+      final lr.
+
+    The plan is part of ``state_dict`` (with the reading it is remade from): a resumed run continues it and,
+    given the same clock readings, takes the same decisions as an uninterrupted one.
 
     Args:
         max_minutes: the budget in minutes, or None (only ``elapsed_s`` is kept).
@@ -74,7 +101,10 @@ class TimeBudget:
 
     def __init__(self, max_minutes: float | None = None) -> None:
         self.max_minutes = check_max_minutes(max_minutes)
-        self.plan: dict[str, Any] | None = None  # epochs, total_steps, epoch_seconds, budget_seconds, made_after
+        # epochs, total_steps, budget_seconds; epoch_seconds and made_after: the first epoch's time and the
+        # epoch the plan was first made after; made_at_s: the elapsed seconds then (the later epochs' mean is
+        # measured from it); estimate_s and replanned_after: the epoch time and the epoch of the last change.
+        self.plan: dict[str, Any] | None = None
         self._before = 0.0  # seconds of training of the sessions before this one (restored from a checkpoint)
         self._session_start: float | None = None
         self._epoch_started_at = 0.0  # elapsed() when the current epoch started (kept across a mid-epoch resume)
@@ -110,10 +140,11 @@ class TimeBudget:
 
     def epoch_end(self, trainer: Trainer) -> None:
         """Read the clock once at an epoch's end (``trainer.epoch`` already counts the epoch as done) and,
-        with a budget, make the plan (first time) or stop the run (safety net).
+        with a budget, make the plan (first time), remake it, or stop the run (budget spent).
 
-        Under DDP the reading is the maximum over the ranks (one all-reduce per epoch, only with a budget):
-        every rank plans the same epochs and takes the same stop decision.
+        Under DDP the reading is the maximum over the ranks (one all-reduce per epoch, only with a budget);
+        every decision below is a function of the agreed readings and of the plan (itself made from agreed
+        readings on every rank), so every rank plans the same epochs and stops at the same one.
         """
         now = self.elapsed()
         epoch_seconds = now - self._epoch_started_at
@@ -127,44 +158,102 @@ class TimeBudget:
             return
         if self.plan is None:
             self._make_plan(trainer, budget, now, epoch_seconds)
-            return
-        overrun = now > budget + self.plan["epoch_seconds"]
-        if overrun and trainer.epoch < trainer.epochs and not trainer.should_stop:
-            trainer.should_stop = True
-            if trainer.is_main_process:
-                print(f"max_minutes={self.max_minutes:g}: {now:.1f} s elapsed, more than the budget ({budget:.1f} s) "
-                      f"plus one epoch ({self.plan['epoch_seconds']:.1f} s): stopping after epoch {trainer.epoch} "
-                      f"of the planned {trainer.epochs}", flush=True)  # fmt: skip
+        elif trainer.epoch < self.plan["epochs"]:
+            # Not after the planned last epoch: its schedule has reached its final lr, and a longer plan would
+            # lay it again from a point before its end (the lr would go back up); the run ends there.
+            self._replan(trainer, now)
 
     def _make_plan(self, trainer: Trainer, budget: float, now: float, epoch_seconds: float) -> None:
         epochs = plan_epochs(budget, now, epoch_seconds, trainer.epoch)
-        steps_per_epoch = math.ceil(trainer.batches_per_epoch / trainer.accumulate)
         self.plan = {
             "epochs": epochs,
-            "total_steps": epochs * steps_per_epoch,
+            "total_steps": epochs * self._steps_per_epoch(trainer),
             "epoch_seconds": epoch_seconds,
             "budget_seconds": budget,
             "made_after": trainer.epoch,
+            "made_at_s": now,
+            "estimate_s": epoch_seconds,
+            "replanned_after": None,
         }
+        which = "first epoch" if trainer.epoch == 1 else f"epoch {trainer.epoch}"
+        if epochs <= trainer.epoch:  # the budget is spent already: nothing to re-lay, the run ends here
+            trainer.epochs = epochs
+            self._say(trainer, f"{which} took {epoch_seconds:.1f} s, {now:.1f} s in all: the budget ({budget:.1f} s) "
+                               f"is spent, stopping after it")  # fmt: skip
+            self._changed(trainer, unfreeze_was_reached=True)
+            return
         relaid = self._apply(trainer, update_lr=True)
-        if trainer.is_main_process:
-            which = "first epoch" if trainer.epoch == 1 else f"epoch {trainer.epoch}"
-            schedule = (
-                f"schedule over {self.plan['total_steps']} steps"
-                if relaid
-                else "no schedule to re-lay"
-                if trainer.scheduler is None
-                else "the scheduler is not segkit's: kept"
-            )
-            print(f"max_minutes={self.max_minutes:g}: {which} took {epoch_seconds:.1f} s; planning {epochs} epochs "
-                  f"({schedule})", flush=True)  # fmt: skip
-            if trainer.frozen and trainer.unfreeze_at is not None and trainer.unfreeze_at >= epochs:
-                print(f"max_minutes: unfreeze_at={trainer.unfreeze_at} is not reached in {epochs} epochs: "
-                      f"{', '.join(trainer.frozen)} stay frozen", flush=True)  # fmt: skip
-            if trainer.trackers:  # params.json (jsonl, always first) gets the plan; other trackers log params once
-                from segkit.engine.reporting import run_params
+        schedule = self._schedule(trainer, relaid)
+        self._say(trainer, f"{which} took {epoch_seconds:.1f} s; planning {epochs} epochs ({schedule})")
+        self._changed(trainer, unfreeze_was_reached=True)
 
-                trainer.trackers[0].log_params(run_params(trainer))
+    def _replan(self, trainer: Trainer, now: float) -> None:
+        assert self.plan is not None
+        plan, done = self.plan, trainer.epoch
+        budget = float(plan["budget_seconds"])  # the checkpoint's budget: a resumed run continues its plan
+        later = done - int(plan["made_after"])  # epochs since the first plan (>= 1 here)
+        if "made_at_s" in plan:
+            estimate = (now - float(plan["made_at_s"])) / later  # the mean of the later epochs, overheads included
+        else:  # a plan from a checkpoint of segkit before re-planning: its first epoch's time
+            estimate = float(plan["epoch_seconds"])
+        epochs = plan_epochs(budget, now, estimate, done)
+        if epochs == plan["epochs"]:
+            return  # no new line, no re-laid schedule: the logs stay quiet while the plan holds
+        before = int(plan["epochs"])
+        unfreeze_was_reached = self._unfreeze_reached(trainer, before)
+        plan.update(epochs=epochs, estimate_s=estimate, replanned_after=done)
+        if epochs <= done:
+            # Spent: stop here. The schedule stays laid over the previous plan's steps, so it stops short of its
+            # final lr; an epoch this much slower than the estimate is the only way to get here.
+            trainer.epochs = epochs
+            self._say(trainer, f"the budget ({budget:.1f} s) is spent after epoch {done} ({now:.1f} s): stopping "
+                               f"here, not at the planned {before}; the lr schedule stops short of its final lr")  # fmt: skip
+            self._changed(trainer, unfreeze_was_reached=False)  # params.json; no unfreeze note: the run ends
+            return
+        plan["total_steps"] = epochs * self._steps_per_epoch(trainer)
+        # update_lr: the next step uses the new curve. The lr jumps from the old curve's value at this step to
+        # the new one's: a change of the plan by k epochs moves it about as much as k epochs of the schedule
+        # would (for a cosine over N epochs at most ~pi/2 * k/N of the base lr, smaller early and late). Keeping
+        # it continuous would bend the shape into a chain of segments whose joins the checkpoint must carry;
+        # the jump keeps the lr a function of (step, planned steps), as a run planned so from the start.
+        relaid = self._apply(trainer, update_lr=True)
+        first = int(plan["made_after"]) + 1
+        mean_of = f"epoch {first}" if first == done else f"mean of epochs {first}-{done}"
+        self._say(trainer, f"epochs take {estimate:.1f} s ({mean_of}), {budget - now:.1f} s left after epoch {done}: "
+                           f"planning {epochs} epochs instead of {before} ({self._schedule(trainer, relaid)})")  # fmt: skip
+        self._changed(trainer, unfreeze_was_reached)
+
+    @staticmethod
+    def _steps_per_epoch(trainer: Trainer) -> int:
+        return math.ceil(trainer.batches_per_epoch / trainer.accumulate)
+
+    def _schedule(self, trainer: Trainer, relaid: bool) -> str:
+        assert self.plan is not None
+        if relaid:
+            return f"schedule over {self.plan['total_steps']} steps"
+        return "no schedule to re-lay" if trainer.scheduler is None else "the scheduler is not segkit's: kept"
+
+    def _say(self, trainer: Trainer, line: str) -> None:
+        if trainer.is_main_process:
+            print(f"max_minutes={self.max_minutes:g}: {line}", flush=True)
+
+    @staticmethod
+    def _unfreeze_reached(trainer: Trainer, epochs: int) -> bool:
+        return not (trainer.frozen and trainer.unfreeze_at is not None and trainer.unfreeze_at >= epochs)
+
+    def _changed(self, trainer: Trainer, unfreeze_was_reached: bool) -> None:
+        """After the plan's epoch count changed: say when ``unfreeze_at`` is no longer reached (once, when that
+        flips), and give params.json the new plan."""
+        assert self.plan is not None
+        epochs = int(self.plan["epochs"])
+        if unfreeze_was_reached and not self._unfreeze_reached(trainer, epochs) and trainer.is_main_process:
+            print(f"max_minutes: unfreeze_at={trainer.unfreeze_at} is not reached in {epochs} epochs: "
+                  f"{', '.join(trainer.frozen)} stay frozen", flush=True)  # fmt: skip
+        if trainer.trackers and trainer.is_main_process:
+            # params.json (jsonl, always first) gets the plan; the other trackers logged params once, at the start
+            from segkit.engine.reporting import run_params
+
+            trainer.trackers[0].log_params(run_params(trainer))
 
     def _apply(self, trainer: Trainer, update_lr: bool) -> bool:
         """Set the trainer's epochs and its schedule's length from the plan; True when the schedule was re-laid."""
@@ -181,10 +270,10 @@ class TimeBudget:
         }
 
     def load_state_dict(self, state: dict[str, Any] | None, trainer: Trainer) -> None:
-        """Restore ``state_dict``'s values and, with a budget, follow the stored plan (epochs and schedule
-        length; the optimizer's current lr comes from its own restored state). Without a budget a stored plan
-        is not followed (the run trains to ``epochs``, one line says so). ``state`` None: a checkpoint written
-        before segkit kept time (elapsed restarts from 0).
+        """Restore ``state_dict``'s values and, with a budget, continue the stored plan (epochs and schedule
+        length now; the optimizer's current lr comes from its own restored state; later re-plans use the
+        stored budget). Without a budget a stored plan is not followed (the run trains to ``epochs``, one line
+        says so). ``state`` None: a checkpoint written before segkit kept time (elapsed restarts from 0).
         """
         if state is None:
             return
@@ -203,5 +292,5 @@ class TimeBudget:
         self._apply(trainer, update_lr=False)
         stored = plan["budget_seconds"] / 60.0
         if not math.isclose(stored, self.max_minutes) and trainer.is_main_process:
-            print(f"resume: following the checkpoint's plan of {plan['epochs']} epochs (made for max_minutes="
-                  f"{stored:g}); max_minutes={self.max_minutes:g} is not used to plan again", flush=True)  # fmt: skip
+            print(f"resume: continuing the checkpoint's plan of {plan['epochs']} epochs for max_minutes={stored:g}; "
+                  f"max_minutes={self.max_minutes:g} is not used", flush=True)  # fmt: skip

@@ -72,7 +72,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
                                                       # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
-            max_minutes: after the first epoch, plan the epochs and re-lay the lr schedule (once)
+            max_minutes: plan the epochs and re-lay the lr schedule (after the first epoch), re-plan (after
+                each later one but the planned last) or stop (budget spent)
             [on_epoch_end({"train/...", "val/..."})] # decisions: best score, early stopping's count
             [on_checkpoint(metrics)]                  # ModelCheckpoint writes last.pt / best.pt here, with
                                                       # every callback's state after this epoch
@@ -159,10 +160,14 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         checkpoint_every: also write ``last.pt`` every this many optimizer steps (mid-epoch), or None.
         sync_bn: convert BatchNorm layers to SyncBatchNorm when distributed.
         max_minutes: a wall-clock budget for the run, or None. The first epoch (training and validation) is
-            timed and the run planned from it, once: about ``max(1, floor(budget / first epoch))`` epochs, the lr
-            schedule re-laid to end at the planned last step (see ``segkit.engine.time_budget``). The plan is
-            stored in checkpoints (a resumed run follows it exactly); a run that passes the budget by more than
-            one epoch's estimate stops at the next epoch's end. Every metrics row carries ``elapsed_s``.
+            timed and the run planned from it: about ``floor(budget / first epoch)`` epochs, the lr schedule
+            re-laid to end at the planned last step. At each later epoch's end but the planned last the plan is
+            remade from what is left of the budget and the mean time of the epochs after the first, and the
+            schedule re-laid when the count changes, so epochs that become slower or faster still end the run
+            within about one epoch of the budget at its final lr (with less than an epoch left, one more runs).
+            A budget already spent at an epoch's end stops the run there, short of its final lr. The plan is
+            stored in checkpoints (a resumed run continues it exactly; see ``segkit.engine.time_budget``).
+            Every metrics row carries ``elapsed_s``.
         config: the resolved config dict, saved beside checkpoints.
     """
 
@@ -499,7 +504,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         metrics: dict[str, Any] = {}
         try:
             self._call("on_fit_start")
-            while self.epoch < self.epochs:  # a max_minutes plan changes self.epochs after the first epoch
+            while self.epoch < self.epochs:  # a max_minutes plan may change self.epochs after any epoch
                 epoch = self.epoch
                 self._call("on_epoch_start")
                 self.time_budget.epoch_start(resumed_mid_epoch=self.batches_done > 0)
@@ -512,7 +517,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                         metrics.update({f"val/iou/{n}": v for n, v in zip(self.class_names, val["iou"])})
                 metrics["epoch"] = epoch
                 self.epoch, self.batches_done = epoch + 1, 0
-                self.time_budget.epoch_end(self)  # max_minutes: plan (once) or stop; before the checkpoint
+                self.time_budget.epoch_end(self)  # max_minutes: plan, re-plan or stop; before the checkpoint
                 gather_rng_states(self)  # every rank: ModelCheckpoint writes on rank 0 in on_checkpoint
                 self._call("on_epoch_end", metrics)
                 self._call("on_checkpoint", metrics)

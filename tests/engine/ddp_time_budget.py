@@ -18,16 +18,17 @@ from tests.engine.test_distributed import make_data  # noqa: E402
 
 
 class RankClock(Callback):
-    """Fake time: a training batch takes 2 s on rank 0 and 4 s on rank 1, a validation 1 s."""
+    """Fake time: a training batch takes 2 s on rank 0; on rank 1 4 s in the first epoch and 5 s after it (its
+    epochs slow down, rank 0's do not); a validation 1 s."""
 
     def __init__(self, rank: int) -> None:
-        self.now, self.step_seconds = 0.0, 2.0 * (1 + rank)
+        self.now, self.rank = 0.0, rank
 
     def __call__(self) -> float:
         return self.now
 
     def on_train_batch_end(self, trainer: Trainer, outputs: dict) -> None:
-        self.now += self.step_seconds
+        self.now += 2.0 if self.rank == 0 else 4.0 if trainer.epoch == 0 else 5.0
 
     def on_validation_end(self, trainer: Trainer, metrics: dict) -> None:
         self.now += 1.0
@@ -43,7 +44,7 @@ if __name__ == "__main__":
     train, val = make_data()  # 16 training images: 8 per rank, 4 batches of 2 per epoch
     trainer = Trainer(
         TinyNet(), "ce", train, val, epochs=2, batch_size=2, lr=0.01, seed=5, log_every=1, device="cpu",
-        max_minutes=1.0, out_dir=out, callbacks=[clock],
+        max_minutes=2.0, out_dir=out, callbacks=[clock],
     )  # fmt: skip
     trainer.fit()
     done = {"planned": trainer.time_budget.plan["epochs"], "epochs": trainer.epoch, "steps": trainer.global_step}
