@@ -8,7 +8,14 @@ import torch
 from scipy import ndimage
 
 from segkit.losses import LOSSES
-from segkit.losses.functional_distance import distance_field, distance_penalty, edt, signed_distance_map
+from segkit.losses.functional_distance import (
+    _thin,
+    _thin_slice,
+    distance_field,
+    distance_penalty,
+    edt,
+    signed_distance_map,
+)
 
 from ._cases import inputs
 
@@ -135,3 +142,28 @@ def test_boundary_value_and_gradient_equal_the_plain_formula(include_background)
     got.backward()
     expected.backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-6, atol=1e-9)
+
+
+def test_thin_of_one_slice_equals_thin_of_the_stack():
+    # OpenCV's erosion (per slice, in hausdorff_dt) and the numpy one agree, image borders included.
+    rng = np.random.default_rng(3)
+    masks = rng.random((200, 7, 8)) < rng.random((200, 1, 1))
+    masks[:5] = False
+    masks[5:10] = True
+    masks[10, :2, :2] = True  # a 2x2 block in a corner: its pixels touch the border, none the background
+    thin = _thin_slice()
+    assert [thin(m) for m in masks] == _thin(masks).tolist()
+    assert not _thin(masks[10:11])[0]
+
+
+def test_hausdorff_dt_float32_equals_float64():
+    logits, target = inputs("multiclass", n=2, c=5, h=20, w=21, seed=7)
+    target[0, :3] = 255
+    out = []
+    for dtype in (torch.float32, torch.float64):
+        x = logits.to(dtype).requires_grad_()
+        loss = LOSSES.build("hausdorff_dt", include_background=True)(x, target)
+        loss.backward()
+        out.append((loss.detach().double(), x.grad.double()))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-7)
