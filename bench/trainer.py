@@ -1,12 +1,24 @@
 """Trainer throughput against a plain hand-written loop in each precision, layout and compile mode, and the limit.
 
-Usage: python bench/trainer.py [--models unet deeplabv3plus] [--size 256] [--batch 4] [--steps 5] [--rounds 3]
+Usage: python bench/trainer.py [--models unet deeplabv3plus] [--size 256] [--batch 4] [--steps 5] [--rounds 3] [--control]
                                [--modes fp32 bf16-cl-compiled ... | eager | compiled | all] [--device cpu|cuda]
 Both models use a resnet18 encoder (random init), AdamW (fused in both loops: the ratio is the Trainer's own cost).
 
-Images/s = batch / median step time; the first step of every round is dropped (it holds the compile, or the loader's
-start). The two loops alternate: the plain loop's round r runs at the end of the Trainer's epoch r (a callback), so
-both see the same load from other jobs, and each compiles once (compile time printed separately, not in img/s).
+Images/s = batch / median step time. The two loops alternate step by step: after each Trainer step a callback
+runs one plain-loop step, so the two see the same load from other jobs to within a step, and the ratios are read
+from many pairs (``rounds`` epochs of ``steps`` pairs; the first pair of each epoch is dropped: it holds the compile,
+the loader's start and the epoch's bookkeeping). A Trainer step is timed from the end of the previous plain step to
+the Trainer's ``on_train_batch_end``: its loader, batch moving, forward, loss, checks, backward, optimizer step and
+bookkeeping all count. Trainer / plain is given three ways: the ratio of the median step times (wall, and CPU
+time of this process), and the median of the per-pair CPU-time ratios with a 95% bootstrap interval (a pair's two
+steps ran back to back). ``--control`` runs a second, identical plain loop in each pair: its ratio to the first is
+what the same measurement says about two identical loops (the noise floor of the Trainer / plain ratio).
+
+The system CPU time and minor page faults of each loop's steps are printed too: with glibc's default malloc the
+freed activations go back to the OS and every step faults 30-80 k pages in again (~1.5 us each, 10-15% of a
+256 px step here), and which loop gets more of them varies from run to run, moving Trainer / plain by a few %
+under load. ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=68719476736``
+(set before Python starts) keeps that memory in the process: no faults, both loops ~10% faster.
 
 The limit: this machine's matmul rate (2048x2048, fp32 and bf16, measured by this command before and after the
 modes; the higher is kept) over the step's FLOPs (fwd+bwd, ``FlopCounterMode``) is the floor img/s of each
@@ -19,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -70,7 +84,7 @@ def make_model(arch: str, num_classes: int, channels_last: bool, device: torch.d
 
 
 class PlainLoop:
-    """A textbook loop (DataLoader, forward under autocast, CE, backward, fused AdamW step) run round by round."""
+    """A textbook loop (DataLoader, forward under autocast, CE, backward, fused AdamW step) run step by step."""
 
     def __init__(self, arch: str, data: Dataset, batch: int, mode: str, device: torch.device, nc: int) -> None:
         self.amp, self.channels_last, compiled = MODES[mode]
@@ -96,59 +110,81 @@ class PlainLoop:
         self.opt.zero_grad(set_to_none=True)
         return loss
 
-    def round(self) -> tuple[float, float]:
-        """(img/s wall, img/s CPU) of one pass over the data, first step dropped."""
-        times = [_now()]
-        for b in self.loader:
-            self.step(b)
-            _sync(self.device)
-            times.append(_now())
-        return _rates(times, self.batch)
+    def timed_step(self) -> tuple[float, ...]:
+        """(wall s, CPU s, system CPU s, minor page faults) of one step, the loader's next batch included (a new
+        pass starts when one ends)."""
+        start = _now()
+        try:
+            b = next(self._batches)
+        except (AttributeError, StopIteration):
+            self._batches = iter(self.loader)
+            b = next(self._batches)
+        self.step(b)
+        _sync(self.device)
+        return _since(start)
 
 
-class _Rounds(Callback):
-    """Times the Trainer's batches; at each epoch end runs one round of the plain loop (alternation)."""
+class _Pairs(Callback):
+    """After each Trainer step, one plain step (and one of the control loop): times of every pair of steps."""
 
-    def __init__(self, plain: PlainLoop, batch: int) -> None:
-        self.plain, self.batch = plain, batch
-        self.times: list[tuple[float, float]] = []
-        self.trainer_rates: list[tuple[float, float]] = []
-        self.plain_rates: list[tuple[float, float]] = []
+    def __init__(self, plain: PlainLoop, control: PlainLoop | None) -> None:
+        self.plain, self.control = plain, control
+        self.pairs: list[dict[str, tuple[float, ...]]] = []  # {"trainer": (wall, cpu, ...), "plain": ...}
+        self.last = _now()
+        self.first = True
 
     def on_epoch_start(self, trainer: Trainer) -> None:
-        self.times = [_now()]
+        self.first = True  # the epoch's first step holds the loader's start (and the compile): not kept
 
     def on_train_batch_end(self, trainer: Trainer, outputs: dict) -> None:
         _sync(self.plain.device)
-        self.times.append(_now())
-
-    def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
-        self.trainer_rates.append(_rates(self.times, self.batch))
-        self.plain_rates.append(self.plain.round())
+        pair = {"trainer": _since(self.last), "plain": self.plain.timed_step()}
+        if self.control is not None:
+            pair["control"] = self.control.timed_step()
+        if not self.first:
+            self.pairs.append(pair)
+        self.first = False
+        self.last = _now()
 
 
 def bench_mode(
-    arch: str, data: Dataset, batch: int, rounds: int, mode: str, device: torch.device, nc: int
+    arch: str, data: Dataset, batch: int, rounds: int, mode: str, device: torch.device, nc: int, control: bool = False
 ) -> dict[str, float | None]:
-    """Medians over ``rounds`` alternating rounds of the plain loop and the Trainer in ``mode``."""
+    """Step-by-step alternation of the Trainer and the plain loop in ``mode`` over ``rounds`` epochs (see the
+    module docstring); img/s from median step times, Trainer / plain three ways, and the control's ratio."""
     amp, channels_last, compiled = MODES[mode]
     torch._dynamo.reset()  # each mode compiles from scratch (and stays under dynamo's recompile limit)
     plain = PlainLoop(arch, data, batch, mode, device, nc)
-    timer = _Rounds(plain, batch)
+    timer = _Pairs(plain, PlainLoop(arch, data, batch, mode, device, nc) if control else None)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(make_model(arch, nc, channels_last, device), "ce", data, None, epochs=rounds, batch_size=batch,
                           lr=1e-3, weight_decay=1e-4, scheduler=None, amp=amp, compile=compiled,
                           channels_last=channels_last, device=device, log_every=10**9, callbacks=[timer],
                           out_dir=tmp)  # fmt: skip
-        # No checkpoint writing between rounds: it is not timed, and the write-back of its ~170 MB (weights and
+        # No checkpoint writing between epochs: it is not timed, and the write-back of its ~170 MB (weights and
         # AdamW state) would run during the Trainer's next steps only, never the plain loop's.
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
         trainer.fit()
-    print(f"  {arch} {mode} done", file=sys.stderr, flush=True)
+    print(f"  {arch} {mode} done ({len(timer.pairs)} pairs)", file=sys.stderr, flush=True)
     out: dict[str, float | None] = {"plain_compile": plain.compile_seconds, "trainer_compile": trainer.compile_seconds}
-    for key, rates in (("plain", timer.plain_rates), ("trainer", timer.trainer_rates)):
-        out[key], out[f"{key}_cpu"] = (statistics.median(r[i] for r in rates) for i in (0, 1))
+    out["pairs"] = len(timer.pairs)
+    loops = ("plain", "trainer", "control") if control else ("plain", "trainer")
+    for key in loops:
+        for i, suffix in ((0, ""), (1, "_cpu")):
+            out[key + suffix] = batch / statistics.median(p[key][i] for p in timer.pairs)
+        out[key + "_sys_ms"] = 1e3 * statistics.median(p[key][2] for p in timer.pairs)
+        out[key + "_faults"] = statistics.median(p[key][3] for p in timer.pairs)
+    for key in loops[1:]:  # per-pair ratios of CPU time (the steps of a pair ran back to back)
+        ratios = [p["plain"][1] / p[key][1] for p in timer.pairs]  # >1: faster than the plain loop
+        out[f"{key}_pair"], out[f"{key}_lo"], out[f"{key}_hi"] = median_interval(ratios)
     return out
+
+
+def median_interval(values: list[float], draws: int = 2000) -> tuple[float, float, float]:
+    """The median of ``values`` and a 95% bootstrap interval of it (percentiles of resampled medians)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return statistics.median(values), medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
 def _sync(device: torch.device) -> None:
@@ -156,18 +192,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _now() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+def _now() -> tuple[float, ...]:
+    """Wall time, this process's CPU time, its system CPU time and its minor page faults so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), time.process_time(), usage.ru_stime, float(usage.ru_minflt)
 
 
-def _rates(times: list[tuple[float, float]], batch: int) -> tuple[float, float]:
-    """(images per wall second, images per CPU second of this process), from median step times.
-
-    The first step is warm-up and dropped. CPU time is what this process itself spent, so it is
-    comparable between runs even when other jobs share the machine."""
-    walls = [b[0] - a[0] for a, b in zip(times[1:], times[2:])]
-    cpus = [b[1] - a[1] for a, b in zip(times[1:], times[2:])]
-    return batch / statistics.median(walls), batch / statistics.median(cpus)
+def _since(start: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(b - a for a, b in zip(start, _now()))
 
 
 def step_flops(arch: str, batch: int, size: int, device: torch.device, nc: int) -> float:
@@ -210,8 +242,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["unet"], choices=list(MODEL_NAME))
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=4, help="steps per round (the first is dropped)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per loop; the median is kept")
+    parser.add_argument("--steps", type=int, default=4, help="step pairs per epoch (the first is dropped)")
+    parser.add_argument("--rounds", type=int, default=3, help="epochs of alternating steps")
+    parser.add_argument("--control", action="store_true", help="a second plain loop in each pair (noise floor)")
     parser.add_argument("--modes", nargs="+", default=["all"], choices=[*GROUPS, *MODES], help="modes or groups")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -221,7 +254,7 @@ def main() -> None:
     print(f"{cpu_line()}\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {device}; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (start)")  # fmt: skip
     rates = {p: [matmul_rate(dtype, device)] for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    results = {arch: {mode: bench_mode(arch, data, args.batch, args.rounds, mode, device, nc) for mode in modes}
+    results = {arch: {mode: bench_mode(arch, data, args.batch, args.rounds, mode, device, nc, args.control) for mode in modes}
                for arch in args.models}  # fmt: skip
     for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         rates[p].append(matmul_rate(dtype, device))
@@ -232,22 +265,30 @@ def main() -> None:
         per_image = step_flops(arch, args.batch, args.size, device, nc)
         # The floor of each precision: the best matmul rate seen (start or end), per wall and per CPU second.
         floor = {p: [max(x[i] for x in r) / per_image for i in (0, 1)] for p, r in rates.items()}
-        print(f"\n{MODEL_NAME[arch]}, {args.size}x{args.size}, batch {args.batch}, {args.rounds} alternating rounds "
-              f"of {args.steps - 1} timed steps (medians); fwd+bwd {per_image / 1e9:.2f} GFLOP/image; floor img/s "
-              f"(wall / CPU time): fp32 {floor['fp32'][0]:.2f} / {floor['fp32'][1]:.2f}, "
+        print(f"\n{MODEL_NAME[arch]}, {args.size}x{args.size}, batch {args.batch}, {args.rounds} epochs of "
+              f"{args.steps - 1} kept step pairs (Trainer step, then plain step); fwd+bwd {per_image / 1e9:.2f} "
+              f"GFLOP/image; floor img/s (wall / CPU time): fp32 {floor['fp32'][0]:.2f} / {floor['fp32'][1]:.2f}, "
               f"bf16 {floor['bf16'][0]:.2f} / {floor['bf16'][1]:.2f}")  # fmt: skip
-        print("| mode | compile s (plain / Trainer) | plain img/s | Trainer img/s | Trainer / plain (wall) "
-              "| Trainer / plain (CPU time) | Trainer img per CPU s | Trainer / floor (wall) "
-              "| Trainer / floor (CPU time) |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|")
+        control = " | control / plain, per pair (CPU) [95%]" if args.control else ""
+        print(f"| mode | compile s (plain / Trainer) | plain img/s | Trainer img/s | Trainer / plain (wall) "
+              f"| Trainer / plain (CPU time) | Trainer / plain, per pair (CPU) [95%]{control} | Trainer img per CPU s "
+              f"| Trainer / floor (wall) | Trainer / floor (CPU time) |")  # fmt: skip
+        print("|---" * (10 if args.control else 9) + "|")
         for mode, r in results[arch].items():
             comp = "-" if r["plain_compile"] is None else f"{r['plain_compile']:.0f} / {r['trainer_compile'] or 0:.0f}"
             plain, ours, plain_cpu, ours_cpu = (
                 float(r[k] or 0) for k in ("plain", "trainer", "plain_cpu", "trainer_cpu")
             )
             wall_floor, cpu_floor = floor["bf16" if MODES[mode][0] else "fp32"]
+            pairs = [f"{r[k + '_pair']:.3f} [{r[k + '_lo']:.3f}, {r[k + '_hi']:.3f}]"
+                     for k in (("trainer", "control") if args.control else ("trainer",))]  # fmt: skip
             print(f"| {mode} | {comp} | {plain:.2f} | {ours:.2f} | {ours / plain:.3f} | {ours_cpu / plain_cpu:.3f} | "
-                  f"{ours_cpu:.2f} | {ours / wall_floor:.3f} | {ours_cpu / cpu_floor:.3f} |", flush=True)  # fmt: skip
+                  f"{' | '.join(pairs)} | {ours_cpu:.2f} | {ours / wall_floor:.3f} | {ours_cpu / cpu_floor:.3f} |",
+                  flush=True)  # fmt: skip
+        loops = ("plain", "trainer", "control") if args.control else ("plain", "trainer")
+        print("\nper step, medians: system CPU ms / minor page faults: " + "; ".join(
+            f"{mode} " + ", ".join(f"{k} {r[k + '_sys_ms']:.1f} / {r[k + '_faults']:.0f}" for k in loops)
+            for mode, r in results[arch].items()), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
