@@ -141,7 +141,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     given = {"num_classes": dataset_info(data).num_classes, **config_to_dict(cfg)["model"]}
     model = model_from_checkpoint(args.checkpoint, ckpt, given)
-    task = str(ckpt.get("task") or cfg.train.task)
+    task = ckpt.get("task") or cfg.train.task  # None: the Trainer reads it from the model
     trainer = Trainer(
         model,
         val_data=data,

@@ -81,7 +81,7 @@ COMPILE_CHOICES: tuple[bool | str, ...] = (False, True, "auto")
 class TrainConfig:
     """Training options; each field is the ``Trainer`` keyword argument of the same name."""
 
-    task: str = "semantic"
+    task: str | None = None  # "semantic", "instance", or null: from the model (Mask R-CNN -> instance)
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-3

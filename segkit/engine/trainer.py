@@ -51,6 +51,27 @@ from segkit.models import build_model
 __all__ = ["Trainer", "seed_everything"]
 
 
+def resolve_task(task: str | None, model: nn.Module) -> str:
+    """The Trainer's task: ``task`` when given, else "instance" for a torchvision detection model, else "semantic".
+
+    Raises:
+        ValueError: "semantic" asked for a detection model (it would train on targets it never receives and
+            fail deep inside torchvision with "targets should not be none").
+    """
+    from segkit.inference.instances import is_detection_model
+
+    detection = is_detection_model(model)
+    if task is None:
+        return "instance" if detection else "semantic"
+    if task == "semantic" and detection:
+        raise ValueError(
+            f"task='semantic' but the model is a detection model ({type(model).__name__}): pass task='instance' "
+            "(YAML train.task: instance) or leave task unset, and an instance dataset (COCO, shapes with "
+            "task='instance')"
+        )
+    return task
+
+
 class Trainer(NonfiniteSkipping, CheckpointMethods):
     """Train and validate a segmentation model (semantic, or instance with a torchvision-style detector).
 
@@ -103,7 +124,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             ``class_names``, ``palette``, ``ignore_index``) is read through ``Subset`` / ``ConcatDataset``.
         val_data: a ``Dataset``, a name (split "val") or None.
         task: "semantic" or "instance" (model called as ``model(images, targets)`` in training and
-            ``model(images)`` in evaluation, torchvision detection style; COCO AP validation).
+            ``model(images)`` in evaluation, torchvision detection style; COCO AP validation), or None (the
+            default): "instance" for a torchvision detection model (Mask R-CNN), else "semantic". "semantic"
+            with a detection model is refused (it would fail inside torchvision's forward).
         epochs: number of passes over ``train_data``; with ``max_minutes``, only the length of the lr schedule
             during the first epoch (the plan then sets the number of epochs).
         batch_size: samples per forward pass (per process).
@@ -178,7 +201,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         train_data: Dataset | str | None = None,
         val_data: Dataset | str | None = None,
         *,
-        task: str = "semantic",
+        task: str | None = None,
         epochs: int = 10,
         batch_size: int = 8,
         lr: float = 1e-3,
@@ -214,8 +237,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         max_minutes: float | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        if task not in ("semantic", "instance"):
-            raise ValueError(f"task: expected 'semantic' or 'instance', got {task!r}")
+        if task not in (None, "semantic", "instance"):
+            raise ValueError(f"task: expected 'semantic', 'instance' or None, got {task!r}")
         if amp not in AMP_CHOICES:
             raise ValueError(f"amp: expected None, 'auto', 'bf16' or 'fp16', got {amp!r}")
         if compile not in COMPILE_CHOICES or not isinstance(compile, (bool, str)):
@@ -224,7 +247,6 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             raise ValueError(f"accumulate: expected >= 1, got {accumulate}")
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ValueError(f"checkpoint_every: expected >= 1 or None, got {checkpoint_every}")
-        self.task = task
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
         self.weight_decay = float(weight_decay)
         self.optimizer_name, self.scheduler_name = optimizer, scheduler
@@ -233,7 +255,6 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         self.channels_last = channels_last
         self.out_dir = Path(out_dir)
         self.seed, self.workers = int(seed), int(workers)
-        self.monitor = monitor or ("segm_ap" if task == "instance" else "miou")
         self.max_nonfinite = int(max_nonfinite)
         self.log_every = max(1, int(log_every))
         self.checkpoint_every = checkpoint_every
@@ -261,6 +282,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
         module = self._build_model(model).to(self.device)
+        self.task = resolve_task(task, module)
+        task = self.task
+        self.monitor = monitor or ("segm_ap" if task == "instance" else "miou")
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         # Checked now, before any work: a misspelt prefix fails at construction, listing the model's parts.
