@@ -397,6 +397,14 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         scheduler = build_scheduler(
             self.scheduler_name, optimizer, self.epochs * steps_per_epoch, self.warmup_iters, group_factors=factors
         )
+        total = self.epochs * steps_per_epoch
+        # A warm-up copied from a COCO recipe (1000 steps) onto a small dataset never ends: the whole run then trains
+        # at a fraction of lr and nothing says so. With max_minutes the length is planned later (not known here).
+        if scheduler is not None and self.warmup_iters >= total and self.time_budget.max_minutes is None:
+            if self.is_main_process:
+                print(f"warning: warmup_iters={self.warmup_iters} >= the run's {total} optimizer steps ({self.epochs} "
+                      f"epochs x {steps_per_epoch}): the lr stays in its linear warm-up and never reaches "
+                      f"lr={self.lr:g}; lower warmup_iters (e.g. a tenth of the steps)", flush=True)  # fmt: skip
         return optimizer, scheduler
 
     def move_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``Trainer(task=None)``: the task comes from the model; "semantic" with Mask R-CNN is refused up front."""
+"""``Trainer(task=None)``: the task comes from the model; "semantic" with Mask R-CNN is refused up front; a warm-up
+longer than the run is reported."""
 
 import pytest
 
@@ -30,3 +31,13 @@ def test_semantic_task_with_a_detection_model_is_refused_before_training(tmp_pat
     with pytest.raises(ValueError, match=r"task='semantic' but the model is a detection model \(MaskRCNN\)"):
         Trainer(tiny_mask_rcnn(4), None, _instances(2), task="semantic", out_dir=tmp_path, device="cpu")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_warmup_longer_than_the_run_is_reported(tmp_path, capsys):
+    data = build_dataset("shapes", split="train", num_images=4, image_size=32)
+    Trainer(TinyNet(), "ce", data, epochs=2, batch_size=2, lr=0.02, warmup_iters=1000, out_dir=tmp_path / "a",
+            device="cpu").fit()  # fmt: skip
+    assert "warning: warmup_iters=1000 >= the run's 4 optimizer steps (2 epochs x 2)" in capsys.readouterr().out
+    Trainer(TinyNet(), "ce", data, epochs=2, batch_size=2, lr=0.02, warmup_iters=3, out_dir=tmp_path / "b",
+            device="cpu").fit()  # fmt: skip
+    assert "warmup_iters" not in capsys.readouterr().out
