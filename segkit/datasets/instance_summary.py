@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from segkit.datasets.summary import spread_indices
+
 __all__ = ["InstanceStats", "instance_stats", "instance_summary_text"]
 
 # COCO's object size ranges (pycocotools COCOeval areaRng): small < 32^2 <= medium < 96^2 <= large, in pixels.
@@ -78,8 +80,7 @@ def instance_stats(dataset: Any, max_images: int | None = None) -> InstanceStats
         The ``InstanceStats`` of the images read.
     """
     k = int(dataset.num_classes)
-    n = len(dataset)
-    indices = range(n) if max_images is None or max_images >= n else np.linspace(0, n - 1, max_images).astype(int)
+    indices = spread_indices(len(dataset), max_images)
     instances, crowd, images = (np.zeros(k, np.int64) for _ in range(3))
     by_area = np.zeros((k, 3), np.int64)
     sizes: Counter = Counter()
