@@ -282,8 +282,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
         module = self._build_model(model).to(self.device)
-        self.task = resolve_task(task, module)
-        task = self.task
+        task = self.task = resolve_task(task, module)  # the later uses below read the resolved task
         self.monitor = monitor or ("segm_ap" if task == "instance" else "miou")
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
