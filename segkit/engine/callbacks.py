@@ -93,17 +93,20 @@ class ModelCheckpoint(Callback):
     def on_checkpoint(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if not trainer.is_main_process:
             return
-        trainer.save_last(metrics)
+        # best.pt first: every other file of this epoch records the new best, and a run resumed from one of them
+        # never writes best.pt again. Killed before best.pt is complete, the run resumes from the previous
+        # epoch's file, which does not record the new best, so the repeated epoch writes best.pt.
+        if self._improved:
+            trainer.save_checkpoint(trainer.out_dir / "best.pt", metrics)
         if self.keep_last > 0:
             trainer.save_checkpoint(trainer.out_dir / f"epoch_{trainer.epoch:03d}.pt", metrics)
             old = sorted(trainer.out_dir.glob("epoch_*.pt"))[: -self.keep_last]
             for p in old:
                 p.unlink(missing_ok=True)
-        if self._improved:
-            trainer.save_checkpoint(trainer.out_dir / "best.pt", metrics)
+        trainer.save_last(metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"monitor": self.monitor, "mode": self.mode, "best": self.best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
@@ -141,7 +144,7 @@ class EarlyStopping(Callback):
                 trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "bad_epochs": self.bad_epochs}
+        return {"monitor": self.monitor, "mode": self.mode, "best": self.best, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")

@@ -4,7 +4,7 @@ checkpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +19,12 @@ if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
 
 __all__ = [
+    "callback_key",
+    "callback_states",
     "check_mid_epoch_position",
     "find_resume_checkpoint",
     "gather_rng_states",
+    "load_callback_states",
     "restore_training_state",
     "rng_state_for_rank",
     "training_state",
@@ -88,7 +91,9 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         # Raw-unit per-channel statistics of the training images (Predictor normalises new images with them).
         "normalization": None if (norm := getattr(trainer, "normalization", None)) is None else norm.to_dict(),
         "in_channels": getattr(trainer, "in_channels", None),
-        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+        "callbacks": callback_states(trainer.callbacks),
+        # What the optimizer and schedule were built with: a resume that asks for other values is told which are used.
+        "hyperparameters": _hyperparameters(trainer),
         # Elapsed wall seconds and the max_minutes plan (epochs, schedule length): a resumed run follows it.
         "time_budget": trainer.time_budget.state_dict(),
     }
@@ -111,9 +116,10 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
         trainer.scaler.load_state_dict(state["scaler"])
     if trainer.ema is not None and state.get("ema") is not None:
         trainer.ema.load_state_dict(state["ema"])
-    for cb, cb_state in zip(trainer.callbacks, state.get("callbacks") or []):
-        if cb_state is not None and hasattr(cb, "load_state_dict"):
-            cb.load_state_dict(cb_state)
+    _say_changed_hyperparameters(trainer, state.get("hyperparameters"), source)
+    for line in load_callback_states(trainer.callbacks, state.get("callbacks"), source):
+        if trainer.is_main_process:
+            print(line, flush=True)
     trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
     trainer.time_budget.load_state_dict(state.get("time_budget"), trainer)  # after the scheduler: sets its length
     trainer.batches_done = int(state.get("batches_done", 0))
@@ -126,6 +132,97 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
     rng = rng_state_for_rank(state, trainer.dist.rank, trainer.dist.world_size)
     if rng is not None:
         set_rng_state(rng)
+
+
+def callback_key(callback: Any) -> str:
+    """The stable name a callback's state is stored under: its ``state_key`` attribute when it has one, else
+    its class's qualified name (detectron2 keys hook states the same way)."""
+    return str(getattr(callback, "state_key", None) or type(callback).__qualname__)
+
+
+def _keyed(callbacks: Sequence[Any]) -> dict[str, Any]:
+    """``{key: callback}`` for the callbacks that keep state; a repeated key gets ``#2``, ``#3``... in order."""
+    keyed: dict[str, Any] = {}
+    for cb in callbacks:
+        if not hasattr(cb, "state_dict"):
+            continue
+        key, n = callback_key(cb), 1
+        while (key if n == 1 else f"{key}#{n}") in keyed:
+            n += 1
+        keyed[key if n == 1 else f"{key}#{n}"] = cb
+    return keyed
+
+
+def callback_states(callbacks: Sequence[Any]) -> dict[str, Any]:
+    """The state of every callback that has a ``state_dict``, keyed by ``callback_key`` (never by position:
+    a run resumed with other callbacks gives each state to its owner or to nobody)."""
+    return {key: cb.state_dict() for key, cb in _keyed(callbacks).items()}
+
+
+def load_callback_states(callbacks: Sequence[Any], stored: Any, source: str = "checkpoint") -> list[str]:
+    """Give each stored state to the callback of the same key; return the lines to show the user.
+
+    A state whose owner is not among ``callbacks`` is named in one line and given to nobody. A state that
+    records another ``monitor`` than its callback's (a resume with a changed ``monitor``) is not loaded: its
+    best score belongs to another metric, so the callback starts afresh, and a line says so. A list (segkit
+    before keyed states) is matched only where it cannot be wrong: its first entry was always the Trainer's
+    ``ModelCheckpoint``; the others are named as not restored.
+
+    Args:
+        callbacks: the trainer's callbacks.
+        stored: the checkpoint's ``"callbacks"`` entry (a dict, a list from older segkit, or None).
+        source: the checkpoint file, for the lines.
+
+    Returns:
+        Lines to print (empty when every state found its owner unchanged).
+    """
+    if not stored:
+        return []
+    if isinstance(stored, (list, tuple)):  # older checkpoints: by position
+        stored = {f"callback {i + 1} (by position)": v for i, v in enumerate(stored)}
+        first = stored.pop("callback 1 (by position)")
+        if isinstance(first, Mapping) and set(first) == {"best"}:
+            stored = {"ModelCheckpoint": first, **stored}
+    keyed, lines = _keyed(callbacks), []
+    for key, cb_state in stored.items():
+        cb = keyed.get(key)
+        if cb is None or cb_state is None:
+            continue
+        old, new = cb_state.get("monitor") if isinstance(cb_state, Mapping) else None, getattr(cb, "monitor", None)
+        if old is not None and new is not None and old != new:
+            lines.append(f"resume: {key} monitored {old} in {source} (best {cb_state.get('best')}), this run monitors "
+                         f"{new}: its state is reset (best.pt will hold the best {new} from here on)")  # fmt: skip
+            continue
+        cb.load_state_dict(cb_state)
+    orphans = [k for k, v in stored.items() if k not in keyed and v is not None]
+    if orphans:
+        lines.append(f"resume: {source} holds the state of {', '.join(orphans)}, which this run does not have: "
+                     "not restored")  # fmt: skip
+    return lines
+
+
+def _hyperparameters(trainer: Trainer) -> dict[str, Any]:
+    return {
+        "lr": trainer.lr,
+        "weight_decay": trainer.weight_decay,
+        "optimizer": trainer.optimizer_name if isinstance(trainer.optimizer_name, str) else None,
+        "scheduler": trainer.scheduler_name,
+        "warmup_iters": trainer.warmup_iters,
+    }
+
+
+def _say_changed_hyperparameters(trainer: Trainer, stored: Any, source: str) -> None:
+    """One line naming what this run asks for that differs from what the checkpoint's optimizer and schedule
+    were built with: the checkpoint's values are used (its optimizer state holds the lr and weight decay of
+    each group, and its schedule continues), so resume stays exact."""
+    if not isinstance(stored, Mapping) or not trainer.is_main_process:
+        return
+    current = _hyperparameters(trainer)
+    changed = [f"{k} {stored[k]!r} (not {current[k]!r})" for k in current if k in stored and stored[k] != current[k]]
+    if changed:
+        print(f"resume: {source} continues with its own {', '.join(changed)}: the optimizer and schedule resume "
+              "exactly as saved. To train with the new values, start a new run from its weights "
+              f"(model weights={source})", flush=True)  # fmt: skip
 
 
 def check_mid_epoch_position(state: Mapping[str, Any], batch_size: int, world_size: int, source: str) -> None:
