@@ -60,7 +60,7 @@ class FileDataset(SegmentationDataset):
         # A mapping (from a YAML config) names a preset's options; callables pass through. The preset is
         # built again with the data's own statistics once the images are known (_init_image_format).
         self._transforms_spec = transforms
-        self.transforms = build_transforms(transforms)
+        self.transforms = build_transforms(transforms, name=type(self).__name__, ignore_index=self.ignore_index)
         self._given_stats = None if mean is None or std is None else (mean, std)
         self.on_bad_sample = on_bad_sample
         self.bad_samples = BadSampleLog(type(self).__name__)
@@ -125,7 +125,12 @@ class FileDataset(SegmentationDataset):
         spec = getattr(self, "_transforms_spec", None)
         if isinstance(spec, Mapping):
             self.transforms = build_transforms(
-                spec, self.normalization, self.image_dtype, name=type(self).__name__, quiet=not announce
+                spec,
+                self.normalization,
+                self.image_dtype,
+                name=type(self).__name__,
+                quiet=not announce,
+                ignore_index=self.ignore_index,
             )
 
     def __len__(self) -> int:

@@ -141,6 +141,7 @@ class FolderDataset(FileDataset):
         mean: Sequence[float] | float | None = None,
         std: Sequence[float] | float | None = None,
     ) -> None:
+        self.ignore_index = ignore_index  # before the transforms: their mask padding is ignore_index
         self._init_common(transforms, on_bad_sample, mean, std)
         self.root = Path(root)
         self.ignore_index = ignore_index
