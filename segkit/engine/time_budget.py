@@ -73,6 +73,13 @@ def plan_epochs(budget_seconds: float, elapsed: float, epoch_seconds: float, epo
     return epochs_done + more
 
 
+def _agreed(trainer: Trainer, *readings: float) -> tuple[float, ...]:
+    """The maximum of each clock reading over the ranks (one all-reduce): every rank then decides alike."""
+    agreed = torch.tensor(readings, dtype=torch.float64, device=trainer.device)
+    torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+    return tuple(float(x) for x in agreed)
+
+
 class TimeBudget:
     """The Trainer's clock: ``elapsed_s`` across resumes, and the plan of a run with ``max_minutes``.
 
@@ -83,11 +90,16 @@ class TimeBudget:
       planned number (``epochs`` given to the Trainer only lays the schedule of that first epoch) and a
       ``build_scheduler`` schedule is re-laid over the planned steps, so it reaches its final lr at the
       planned end.
-    - At every later ``epoch_end`` but the planned last one the plan is remade (``plan_epochs``) from what is
-      left of the budget and the mean time of the epochs after the first (the first paid one-time costs:
-      workers, cuDNN autotuning, compilation); when the epoch count changes the schedule is re-laid over the
-      new count and one line says so. Epochs that slow down or speed up move the end, so the run ends within
-      about one epoch of the budget with its schedule at its final lr.
+    - At every later ``epoch_end`` but the planned last one the plan is checked against what is left of the
+      budget and the mean time of the epochs after the first (the first paid one-time costs: workers, cuDNN
+      autotuning, compilation). When its projected end misses the budget by more than one epoch (or a quarter
+      of what is left, whichever is more: no flip-flop on small changes of pace) it is remade (``plan_epochs``),
+      the schedule is re-laid over the new count and one line says so. Epochs that slow down or speed up move
+      the end, so the run ends within about one epoch of the budget with its schedule at its final lr.
+    - A first plan of one more epoch cannot be corrected at an epoch's end: ``batch_end`` re-plans it after the
+      first quarter of that epoch's batches from their pace (a first epoch slowed by compilation or a cold disk
+      planned 2 epochs of a budget that holds 30). When even that epoch does not fit (what is left is less than
+      the first epoch), it stops at the budget mid-epoch with ``last.pt`` written, unless its pace shows it fits.
     - At an epoch's end with the budget already spent (an epoch much slower than the estimate) the run stops
       there, the plan becomes the epochs done, and one line says so: the schedule then stops short of its
       final lr.
@@ -109,6 +121,7 @@ class TimeBudget:
         self._session_start: float | None = None
         self._epoch_started_at = 0.0  # elapsed() when the current epoch started (kept across a mid-epoch resume)
         self._held: float | None = None  # the reading at an epoch's end, until the next epoch starts
+        self._train_ended_at = 0.0  # elapsed() when the current epoch's training ended (its validation follows)
 
     @property
     def budget_seconds(self) -> float | None:
@@ -138,6 +151,10 @@ class TimeBudget:
         if not resumed_mid_epoch:
             self._epoch_started_at = self.elapsed()
 
+    def train_end(self) -> None:
+        """Note the end of an epoch's training (its validation follows): the plan separates the two."""
+        self._train_ended_at = self.elapsed()
+
     def epoch_end(self, trainer: Trainer) -> None:
         """Read the clock once at an epoch's end (``trainer.epoch`` already counts the epoch as done) and,
         with a budget, make the plan (first time), remake it, or stop the run (budget spent).
@@ -148,32 +165,38 @@ class TimeBudget:
         """
         now = self.elapsed()
         epoch_seconds = now - self._epoch_started_at
+        val_seconds = max(0.0, now - max(self._train_ended_at, self._epoch_started_at))
         budget = self.budget_seconds
         if budget is not None and trainer.dist.enabled:
-            agreed = torch.tensor([now, epoch_seconds], dtype=torch.float64, device=trainer.device)
-            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
-            now, epoch_seconds = float(agreed[0]), float(agreed[1])
+            now, epoch_seconds, val_seconds = _agreed(trainer, now, epoch_seconds, val_seconds)
         self._held = now
         if budget is None:
             return
         if self.plan is None:
-            self._make_plan(trainer, budget, now, epoch_seconds)
+            self._make_plan(trainer, budget, now, epoch_seconds, val_seconds)
         elif trainer.epoch < self.plan["epochs"]:
             # Not after the planned last epoch: its schedule has reached its final lr, and a longer plan would
             # lay it again from a point before its end (the lr would go back up); the run ends there.
             self._replan(trainer, now)
 
-    def _make_plan(self, trainer: Trainer, budget: float, now: float, epoch_seconds: float) -> None:
+    def _make_plan(self, trainer: Trainer, budget: float, now: float, epoch_seconds: float, val_seconds: float) -> None:
         epochs = plan_epochs(budget, now, epoch_seconds, trainer.epoch)
+        # A plan of one more epoch is the only one no later epoch's end can correct: its first batches are timed
+        # instead (see batch_end). When not even one more epoch of the first one's length fits, that epoch stops at
+        # the budget unless its first batches show that it fits.
+        second_only = epochs == trainer.epoch + 1 and trainer.batches_per_epoch >= 2
         self.plan = {
             "epochs": epochs,
             "total_steps": epochs * self._steps_per_epoch(trainer),
             "epoch_seconds": epoch_seconds,
+            "val_seconds": val_seconds,
             "budget_seconds": budget,
             "made_after": trainer.epoch,
             "made_at_s": now,
             "estimate_s": epoch_seconds,
             "replanned_after": None,
+            "check_at_batch": math.ceil(trainer.batches_per_epoch / 4) if second_only else None,
+            "deadline": second_only and budget - now < epoch_seconds,
         }
         which = "first epoch" if trainer.epoch == 1 else f"epoch {trainer.epoch}"
         if epochs <= trainer.epoch:  # the budget is spent already: nothing to re-lay, the run ends here
@@ -184,8 +207,71 @@ class TimeBudget:
             return
         relaid = self._apply(trainer, update_lr=True)
         schedule = self._schedule(trainer, relaid)
-        self._say(trainer, f"{which} took {epoch_seconds:.1f} s; planning {epochs} epochs ({schedule})")
+        if self.plan["deadline"]:
+            self._say(trainer, f"{which} took {epoch_seconds:.1f} s, {budget - now:.1f} s of the budget ({budget:.1f} s) "
+                               f"are left: another epoch of that length does not fit. Epoch {epochs} ({schedule}) "
+                               f"stops when the budget is spent (last.pt resumes it), unless its first "
+                               f"{self.plan['check_at_batch']} batches show that later epochs are shorter")  # fmt: skip
+        else:
+            self._say(trainer, f"{which} took {epoch_seconds:.1f} s; planning {epochs} epochs ({schedule})")
         self._changed(trainer, unfreeze_was_reached=True)
+
+    def batch_end(self, trainer: Trainer) -> bool:
+        """Called after each optimizer step; True when the run must stop now.
+
+        Active only in the epoch after a first plan of one more epoch (see ``_make_plan``), which no epoch's end
+        could re-plan: after its first quarter of batches the plan is remade from their pace (the later epochs
+        are often much shorter than the first, which paid for compilation or a cold disk); and when that epoch
+        was found not to fit, it stops at the budget. Elsewhere it returns False at once (no clock reading).
+        Under DDP the reading is the maximum over the ranks (a collective, only in that epoch), so every rank
+        decides alike.
+        """
+        plan = self.plan
+        if (
+            plan is None
+            or trainer.epoch != int(plan["made_after"])
+            or not (plan.get("deadline") or plan.get("check_at_batch"))
+        ):
+            return False
+        now = self.elapsed()
+        if trainer.dist.enabled:
+            now = _agreed(trainer, now)[0]
+        check_at = plan.get("check_at_batch")
+        if check_at and trainer.batches_done >= check_at:
+            plan["check_at_batch"] = None
+            self._replan_from_batches(trainer, now)
+        if plan.get("deadline") and now >= float(plan["budget_seconds"]):
+            self._say(trainer, f"the budget ({float(plan['budget_seconds']):.1f} s) is spent in epoch {trainer.epoch + 1}"
+                               f" after batch {trainer.batches_done} of {trainer.batches_per_epoch} ({now:.1f} s): "
+                               f"stopping here without its validation; last.pt holds this point and resumes "
+                               f"it (best.pt is the best validated epoch)")  # fmt: skip
+            return True
+        return False
+
+    def _replan_from_batches(self, trainer: Trainer, now: float) -> None:
+        """Remake the plan in the epoch after the first one from the pace of its first batches."""
+        assert self.plan is not None
+        plan, done = self.plan, trainer.epoch + 1  # epochs done at the end of this one
+        fraction = trainer.batches_done / trainer.batches_per_epoch
+        train_seconds = (now - self._epoch_started_at) / fraction
+        estimate = train_seconds + float(plan.get("val_seconds", 0.0))
+        end = now + train_seconds * (1.0 - fraction) + float(plan.get("val_seconds", 0.0))
+        budget, before = float(plan["budget_seconds"]), int(plan["epochs"])
+        epochs = plan_epochs(budget, end, estimate, done)
+        fits = end <= budget
+        if epochs == before and not (plan["deadline"] and fits):
+            return
+        plan.update(epochs=epochs, estimate_s=estimate, deadline=plan["deadline"] and epochs == done and not fits)
+        plan["total_steps"] = epochs * self._steps_per_epoch(trainer)
+        relaid = self._apply(trainer, update_lr=True)
+        pace = (f"its first {trainer.batches_done} of {trainer.batches_per_epoch} batches took "
+                f"{now - self._epoch_started_at:.1f} s: epochs take about {estimate:.1f} s, not {plan['epoch_seconds']:.1f} s")  # fmt: skip
+        if epochs == before:
+            self._say(trainer, f"epoch {done}: {pace}; it fits in the budget, no stop at the budget")
+        else:
+            self._say(trainer, f"epoch {done}: {pace}; planning {epochs} epochs instead of {before} "
+                               f"({self._schedule(trainer, relaid)})")  # fmt: skip
+        self._changed(trainer, unfreeze_was_reached=self._unfreeze_reached(trainer, before))
 
     def _replan(self, trainer: Trainer, now: float) -> None:
         assert self.plan is not None
@@ -197,9 +283,15 @@ class TimeBudget:
         else:  # a plan from a checkpoint of segkit before re-planning: its first epoch's time
             estimate = float(plan["epoch_seconds"])
         epochs = plan_epochs(budget, now, estimate, done)
-        if epochs == plan["epochs"]:
-            return  # no new line, no re-laid schedule: the logs stay quiet while the plan holds
         before = int(plan["epochs"])
+        left = budget - now
+        if epochs == before or (left > 0 and abs(left - (before - done) * estimate) <= max(estimate, left / 4)):
+            # The plan holds while its projected end misses the budget by at most one epoch, or a quarter of what is
+            # left: each re-plan moves the lr, and re-planning on every small change of pace makes the plan flip
+            # back and forth (an early estimate rests on few epochs). The tolerance shrinks to one epoch near the
+            # end, so the re-plan after the last-but-one epoch still ends the run within one epoch of the budget.
+            return  # no new line, no re-laid schedule: the logs stay quiet while the plan holds
+
         unfreeze_was_reached = self._unfreeze_reached(trainer, before)
         plan.update(epochs=epochs, estimate_s=estimate, replanned_after=done)
         if epochs <= done:

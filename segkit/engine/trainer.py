@@ -94,7 +94,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                                                       # a padded batch: each image predicted at its own size
             [on_validation_end(val)]
             max_minutes: plan the epochs and re-lay the lr schedule (after the first epoch), re-plan (after
-                each later one but the planned last) or stop (budget spent)
+                each later one but the planned last, when the plan would miss the budget by over an epoch) or
+                stop (budget spent); a first plan of two epochs is re-checked after a quarter of the second,
+                which stops at the budget (last.pt written) when it was found not to fit
             [on_epoch_end({"train/...", "val/..."})] # decisions: best score, early stopping's count
             [on_checkpoint(metrics)]                  # ModelCheckpoint writes last.pt / best.pt here, with
                                                       # every callback's state after this epoch
@@ -317,6 +319,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         self.global_step = 0
         self.batches_done = 0  # batches of the current epoch already consumed (for exact resume)
         self.should_stop = False
+        self.stopped_mid_epoch = False  # max_minutes spent inside an epoch (see TimeBudget.batch_end)
         self.nonfinite_steps = 0
         self._consecutive_nonfinite = 0
         self._window_finite = 0  # finite batches in the current accumulation window (host path)
@@ -539,7 +542,11 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 epoch = self.epoch
                 self._call("on_epoch_start")
                 self.time_budget.epoch_start(resumed_mid_epoch=self.batches_done > 0)
-                metrics = {f"train/{k}": v for k, v in self._train_one_epoch().items()}
+                train = self._train_one_epoch()
+                if self.stopped_mid_epoch:  # max_minutes spent inside the epoch: last.pt holds the position
+                    break
+                self.time_budget.train_end()
+                metrics = {f"train/{k}": v for k, v in train.items()}
                 if self.val_data is not None:
                     val = self.validate()
                     self._call("on_validation_end", val)
@@ -625,11 +632,15 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                     self._check_nonfinite()
                     if self.is_main_process:
                         self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
-                if stepped and self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                stop = stepped and self.time_budget.batch_end(self)  # max_minutes: agreed by every rank
+                if stop or (stepped and self.checkpoint_every and self.global_step % self.checkpoint_every == 0):
                     self._check_nonfinite()  # the on-device counts settled before they are saved
                     gather_rng_states(self)  # every rank, before rank 0 writes
                     if self.is_main_process:
                         self.save_last()
+                if stop:
+                    self.stopped_mid_epoch = self.should_stop = True
+                    break
             if backward:  # a batch skipped on the host is not a training batch for the callbacks either
                 self._call("on_train_batch_end", out)
         self._check_nonfinite()
