@@ -76,8 +76,8 @@ def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
         # File names only: the masks are decoded by the datasets, once the --set overrides (mask_values=,
         # palette=, the remedies the encoding errors give) are applied.
         data = apply_overrides({"data": {}}, args.set).get("data")
-        suffix = data.get("mask_suffix") if isinstance(data, dict) else None
-        names = [p.name for p in find_layout(root, None, suffix).images]
+        given = {k: data.get(k) for k in ("mask_suffix", "image_dir", "mask_dir")} if isinstance(data, dict) else {}
+        names = [p.name for p in find_layout(root, None, **given).images]
         if len(names) < 2:
             raise FileNotFoundError(f"--data {root}: {len(names)} image(s); a training and a validation image at least")
         random.Random(args.seed).shuffle(names)
@@ -344,19 +344,31 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import yaml
 
-    from segkit.datasets import build_dataset
-    from segkit.datasets.summary import label_stats, summary_text
-
-    kwargs: dict[str, Any] = {"root": args.root} if args.split is None else {"root": args.root, "split": args.split}
+    kwargs: dict[str, Any] = {"root": args.root}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
             print(f"segkit inspect: --set expects KEY=VALUE (e.g. ann_file=labels.json), got {item!r}", file=sys.stderr)
             return 2
-        kwargs[key] = yaml.safe_load(value)
+        # "data.mask_values=..." as segkit train takes it (and the datasets' remedies print it) works here too.
+        kwargs[key.removeprefix("data.")] = yaml.safe_load(value)
+    splits: list[str | None] = [args.split]
+    if args.split is None and args.dataset == "folder" and not {"image_dir", "mask_dir"} & set(kwargs):
+        from segkit.datasets.folder_layout import split_folders
+
+        # A folder of train/ + val/ subfolders: every image is every split's, each split in turn.
+        splits = list(split_folders(args.root)) or [None]
+    for split in splits:
+        _inspect_split(args, kwargs if split is None else {**kwargs, "split": split}, split)
+    return 0
+
+
+def _inspect_split(args: argparse.Namespace, kwargs: dict[str, Any], split: str | None) -> None:
+    from segkit.datasets import build_dataset
+    from segkit.datasets.summary import label_stats, summary_text
+
     data = build_dataset(args.dataset, **kwargs)
-    split = args.split or "all images"
-    print(f"segkit inspect: {args.dataset} at {args.root}, {split}")
+    print(f"segkit inspect: {args.dataset} at {args.root}, {split or 'all images'}")
     instance = getattr(data, "task", None) == "instance"
     channels = None
     if hasattr(data, "load_raw"):
@@ -375,9 +387,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print(summary_text(data, label_stats(data, args.max_images), channels, markdown=args.markdown))
     if not args.no_picture and hasattr(data, "load_raw") and len(data):  # type: ignore[arg-type]
-        picture = Path(args.picture or f"runs/inspect/{args.dataset}_{args.split or 'all'}.png")
+        picture = Path(args.picture or f"runs/inspect/{args.dataset}_{split or 'all'}.png")
+        if args.picture and split is not None and split != args.split:  # one picture per split
+            picture = picture.with_name(f"{picture.stem}_{split}{picture.suffix}")
         print(f"samples with their {'instances' if instance else 'masks'}: {_inspect_picture(data, picture)}")
-    return 0
 
 
 def _inspect_picture(data: Any, path: Path, count: int = 8) -> Path:
@@ -511,13 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="sizes, label encoding, class shares and weights, channel statistics")
     p.add_argument("--dataset", required=True, help="registered dataset name, e.g. folder or camvid")
     p.add_argument("--root", required=True, help="dataset folder")
-    p.add_argument("--split", default=None, help="split name (default: every image for folder, else the default)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split name (default: every image for folder, each split in turn where it has train/ + val/ "
+        "subfolders; else the dataset's default)",
+    )
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="another dataset keyword argument, e.g. ann_file=labels.json image_dir=photos (coco)",
+        help="another dataset keyword argument, e.g. image_dir=Training_Images mask_dir=Ground_Truth (folder), "
+        "ann_file=labels.json image_dir=photos (coco); a data. prefix is accepted",
     )
     p.add_argument("--max-images", type=int, default=None, help="read at most this many images (evenly spaced)")
     p.add_argument("--markdown", action="store_true", help="the class table as Markdown")

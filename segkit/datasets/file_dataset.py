@@ -165,6 +165,8 @@ class FileDataset(SegmentationDataset):
                     exc.add_note(note)
                 raise
             if skipped:
+                if self.bad_samples.total is None:
+                    self.bad_samples.total = n
                 self.bad_samples.update(skipped)
                 sample["bad_samples"] = skipped
             return sample
@@ -193,9 +195,11 @@ def check_items(items: list[Any], on_bad_sample: str, log: BadSampleLog, cols: S
     """Check every ``(image, label, ...)`` item at construction (labels in columns ``cols``), in place.
 
     With "raise" the first bad item raises ``BadSampleError``; with "skip" bad items are removed from
-    ``items`` and each is reported once in ``log``.
+    ``items`` and reported in ``log`` in one line, with the total and the share of the data lost.
     """
-    bad = []
+    if log.total is None:
+        log.total = len(items)
+    bad: list[tuple[Any, str]] = []
     for item in items:
         try:
             if not Path(item[0]).is_file():
@@ -206,10 +210,11 @@ def check_items(items: list[Any], on_bad_sample: str, log: BadSampleLog, cols: S
         except BadSampleError as exc:
             if on_bad_sample == "raise":
                 raise
-            bad.append(item)
-            log.update([(str(item[0]), str(exc))])
-    for item in bad:
-        items.remove(item)
+            bad.append((item, str(exc)))
+    if bad:
+        log.report([(str(item[0]), reason) for item, reason in bad], "unreadable or mismatched samples")
+        gone = {id(item) for item, _ in bad}
+        items[:] = [item for item in items if id(item) not in gone]
 
 
 def check_decoded(image: np.ndarray, mask: np.ndarray, image_path: str | Path, mask_path: str | Path) -> None:

@@ -55,10 +55,13 @@ from segkit.datasets import DATASETS
 from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.base import default_palette
 from segkit.datasets.decoding import read_image, read_mask
-from segkit.datasets.file_dataset import FileDataset, check_decoded, check_items
+from segkit.datasets.file_dataset import FileDataset, check_decoded
 from segkit.datasets.folder_encoding import folder_mask_files, shared_encoding, split_encoding, split_line
 from segkit.datasets.folder_layout import find_layout
 from segkit.datasets.mask_encoding import MaskEncoding, detect_mask_encoding
+from segkit.datasets.mask_format import stored_mask_format
+from segkit.datasets.mask_messages import cli_set
+from segkit.datasets.mask_size import MASK_RESIZE, fit_mask, pairs_message, scan_sizes
 
 __all__ = ["FolderDataset"]
 
@@ -135,6 +138,9 @@ class FolderDataset(FileDataset):
         *,
         mask_values: Sequence[int] | None = None,
         mask_suffix: str | None = None,
+        image_dir: str | Path | None = None,
+        mask_dir: str | Path | None = None,
+        mask_resize: str = "nearest",
         image_size: int | Sequence[int] | None = None,
         unlisted: str = "error",
         verbose: bool = True,
@@ -143,11 +149,17 @@ class FolderDataset(FileDataset):
     ) -> None:
         self.ignore_index = ignore_index  # before the transforms: their mask padding is ignore_index
         self._init_common(transforms, on_bad_sample, mean, std)
+        if mask_resize not in MASK_RESIZE:
+            raise ValueError(f"folder: mask_resize must be one of {MASK_RESIZE}, got {mask_resize!r}")
         self.root = Path(root)
+        self.split = split
         self.ignore_index = ignore_index
         self.image_size = _size(image_size)
-        self.layout = find_layout(self.root, split, mask_suffix)
+        self.mask_resize = mask_resize
+        self.layout = find_layout(self.root, split, mask_suffix, image_dir, mask_dir)
         self.items = list(zip(self.layout.images, self.layout.masks))
+        self.bad_samples.total = len(self.items)  # the share lost is said against the split as found
+        self.resized_masks = 0
         if check_files:
             self._drop_missing()
         if self.layout.orphans:
@@ -156,8 +168,14 @@ class FolderDataset(FileDataset):
                 f"{_names(self.layout.orphans, 3)}",
                 file=sys.stderr,
             )
+        if self.layout.unused:
+            print(
+                f"folder: note: {self.layout.describe()}; also found {[str(d) for d in self.layout.unused]}, "
+                "left out (image_dir= and mask_dir= choose the folders)",
+                file=sys.stderr,
+            )
         if check_files:
-            check_items(self.items, on_bad_sample, self.bad_samples)
+            self._check_sizes()
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
         strict = check_files and on_bad_sample == "raise"
@@ -171,7 +189,10 @@ class FolderDataset(FileDataset):
         }
         masks = [m for _, m in self.items]
         # A split is decided with the whole folder (one class count for every split; see folder_encoding).
-        whole = folder_mask_files(self.root, split, self.layout.mask_suffix) if split is not None else []
+        if split is not None:
+            whole = folder_mask_files(self.root, split, self.layout.mask_suffix, image_dir, mask_dir)
+        else:
+            whole = []
         whole = sorted(set(whole) | {m for m in masks if m.is_file()})
         shared = split is not None and len(whole) > len({m for m in masks if m.is_file()})
         folder_block = True
@@ -192,6 +213,8 @@ class FolderDataset(FileDataset):
         given = colours is not None and len(colours) == self.num_classes
         self.palette = colours if given and colours is not None else default_palette(self.num_classes)
         self.class_pixel_share = self.encoding.pixel_share
+        # How the masks were stored (plain data): predictions are written back the same way.
+        self.mask_format = stored_mask_format(self.encoding, next((m for m in masks if m.is_file()), None))
         if verbose and shared:  # the folder's block once per process, then one line per split
             if folder_block:
                 print(folder.summary(self.class_names, name=f"folder {self.root.name} (every split)"), flush=True)
@@ -206,21 +229,55 @@ class FolderDataset(FileDataset):
         if not missing:
             return
         where = self.layout.describe()
+        count = f"{len(missing)} of {len(self.items)} images have no label file"
+        if self.layout.folder_images > len(self.items):  # a split list: the folder's count first, then the split's
+            name = Path(str(self.split)).stem
+            count = (
+                f"{self.layout.folder_missing} of the {self.layout.folder_images} images of the folder have no label "
+                f"file, {len(missing)} of them among the {len(self.items)} images of split {name!r}"
+            )
         if self.on_bad_sample == "raise":
             raise BadSampleError(
-                f"folder: {len(missing)} of {len(self.items)} images have no label file ({where}): "
-                f"{_names(missing)}. Remedy: add the missing masks, or pass on_bad_sample='skip' to drop these images"
+                f"folder: {count} ({where}): {_names(missing)}. Remedy: add the missing masks, or pass "
+                f"on_bad_sample='skip' to drop these images ({cli_set('on_bad_sample', 'skip')})"
             )
         gone = set(missing)
         self.items = [item for item in self.items if item[0] not in gone]
-        self.bad_samples.update(((str(p), f"{p}: no label file ({where})") for p in missing), echo=False)
-        print(
-            f"{type(self).__name__}: skipped bad samples: {len(missing)} images without a mask dropped: "
-            f"{_names(missing, 3)}",
-            file=sys.stderr,
-        )
+        self.bad_samples.report([(str(p), f"{p}: no label file") for p in missing], "images without a mask")
         if not self.items:
             raise BadSampleError(f"folder: none of the {len(missing)} images has a mask ({where})")
+
+    def _check_sizes(self) -> None:
+        """Read every pair's headers: resize masks of the image's aspect ratio, refuse (or skip) the others."""
+        scan = scan_sizes(self.items)
+        bad: list[tuple[Any, str]] = []
+        if scan.unreadable:
+            if self.on_bad_sample == "raise":
+                raise BadSampleError(scan.unreadable[0][1])
+            bad += scan.unreadable
+        refused = scan.mismatched + (scan.rescaled if self.mask_resize == "error" else [])
+        if refused and self.on_bad_sample == "raise":
+            if self.mask_resize == "error":
+                what, fix = "differ in size from their image", "resize them, or pass mask_resize='nearest'"
+                fix += f" to resize the {len(scan.rescaled)} with their image's aspect ratio" if scan.rescaled else ""
+            else:
+                what = "differ in size from their image with another aspect ratio (no resize aligns them)"
+                fix = "fix or remove these pairs"
+                if scan.rescaled:
+                    what += f"; {len(scan.rescaled)} more with the image's aspect ratio would be resized"
+            fix += f", or pass on_bad_sample='skip' to drop them ({cli_set('on_bad_sample', 'skip')})"
+            raise BadSampleError("folder: " + pairs_message(refused, scan.total, what, fix))
+        bad += [((i, m), f"{m}: label size {hm[1]}x{hm[0]} differs from image {i} ({hi[1]}x{hi[0]})")
+                for i, m, hi, hm in refused]  # fmt: skip
+        if bad:
+            gone = {str(item[0]) for item, _ in bad}
+            self.items = [item for item in self.items if str(item[0]) not in gone]
+            self.bad_samples.report([(str(item[0]), reason) for item, reason in bad], "unusable pairs")
+            if not self.items:
+                raise BadSampleError(f"folder: none of the {scan.total} pairs is usable ({self.layout.describe()})")
+        if scan.rescaled and self.mask_resize == "nearest":
+            self.resized_masks = len(scan.rescaled)
+            print(scan.resize_line("folder"), file=sys.stderr, flush=True)
 
     def read_image(self, path: Path) -> np.ndarray:
         """Decode one image file (``(H, W, C)``); override to read other formats."""
@@ -231,6 +288,8 @@ class FolderDataset(FileDataset):
         if not Path(mask_path).is_file():
             raise BadSampleError(f"{image_path}: no mask (expected {mask_path})")
         image, stored = self.read_image(image_path), read_mask(mask_path)
+        if stored.shape[:2] != image.shape[:2] and self.mask_resize == "nearest":
+            stored = fit_mask(stored, image.shape[:2], mask_path, image_path)
         check_decoded(image, stored, image_path, mask_path)
         mask = self.encoding.decode(stored, mask_path)
         if self.image_size is not None and image.shape[:2] != self.image_size:

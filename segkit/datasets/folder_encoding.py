@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from segkit.datasets.folder_layout import find_layout
+from segkit.datasets.folder_layout import IMAGE_DIRS, find_layout, named_dirs
 from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding
 from segkit.datasets.mask_messages import bad_value_message
 from segkit.datasets.mask_stats import count_masks, evenly_spaced
@@ -27,7 +27,13 @@ _CACHE: OrderedDict[tuple[Any, ...], MaskEncoding] = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def folder_mask_files(root: str | Path, split: str, mask_suffix: str) -> list[Path]:
+def folder_mask_files(
+    root: str | Path,
+    split: str,
+    mask_suffix: str,
+    image_dir: str | Path | None = None,
+    mask_dir: str | Path | None = None,
+) -> list[Path]:
     """Every existing mask of the folder that ``split`` is a part of.
 
     Args:
@@ -35,6 +41,7 @@ def folder_mask_files(root: str | Path, split: str, mask_suffix: str) -> list[Pa
         split: a subfolder of ``root`` (then every sibling subfolder laid out alike counts), or a split list
             (then every image of ``root``).
         mask_suffix: the masks' stem suffix found for the split.
+        image_dir, mask_dir: the folders given to the dataset (``find_layout``), if any.
 
     Returns:
         The mask files, or an empty list when the folder's other parts cannot be found.
@@ -42,15 +49,15 @@ def folder_mask_files(root: str | Path, split: str, mask_suffix: str) -> list[Pa
     root = Path(root)
     parts: list[str | None]
     if not split.endswith(".txt") and (root / split).is_dir():
-        nested = (root / split / "images").is_dir()
-        parts = [d.name for d in sorted(root.iterdir()) if d.is_dir() and (d / "images").is_dir() == nested]
+        nested = bool(named_dirs(root / split, IMAGE_DIRS))
+        parts = [d.name for d in sorted(root.iterdir()) if d.is_dir() and bool(named_dirs(d, IMAGE_DIRS)) == nested]
         parts = [p for p in parts if not str(p).startswith(".")]
     else:
         parts = [None]
     masks: list[Path] = []
     for part in parts:
         try:
-            layout = find_layout(root, part, mask_suffix)
+            layout = find_layout(root, part, mask_suffix, image_dir, mask_dir)
         except (FileNotFoundError, ValueError):  # not a split of this folder (or not laid out alike)
             continue
         masks.extend(m for m in layout.masks if m.is_file())
