@@ -11,7 +11,7 @@ import torch
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["Normalization", "pixel_range", "resolve_normalization", "share_normalization"]
+__all__ = ["Normalization", "pixel_range", "resolve_normalization", "share_normalization", "transforms_normalization"]
 
 
 def pixel_range(dtype: Any) -> float:
@@ -219,6 +219,55 @@ def resolve_normalization(
 
 def _fmt(values: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def transforms_normalization(transforms: Any, dtype: Any = "uint8") -> Normalization | None:
+    """The statistics an albumentations pipeline normalises with, in raw pixel units, or None when it has no
+    ``Normalize`` step (the dataset's own ``normalization`` then applies to its integer output).
+
+    A user's ``transforms=`` with its own ``A.Normalize`` trains with that step's statistics, so these are
+    what a checkpoint must record for ``Predictor``, ``segkit predict`` and ONNX to see images as training did.
+
+    Args:
+        transforms: an albumentations ``Compose`` (nested ``Compose``/``OneOf`` looked through), any other
+            callable, or None.
+        dtype: the pixel type of the dataset's images (the statistics are stored for it).
+
+    Returns:
+        A ``Normalization`` (``mean * max_pixel_value``, ``std * max_pixel_value``), or None.
+
+    Raises:
+        ValueError: a ``Normalize`` step that normalises each image by its own statistics
+            (``normalization="image"``, ``"min_max"``...), which no fixed statistics can reproduce, or two
+            ``Normalize`` steps; the message says how to pass the statistics instead.
+    """
+    steps = [t for t in _pipeline_steps(transforms) if type(t).__name__ == "Normalize" and hasattr(t, "mean")]
+    if not steps:
+        return None
+    if len(steps) > 1:
+        raise ValueError(f"transforms: {len(steps)} Normalize steps; keep one (segkit records one normalisation "
+                         "for prediction and ONNX)")  # fmt: skip
+    step = steps[0]
+    mode = getattr(step, "normalization", "standard")
+    if mode != "standard" or step.mean is None or step.std is None:
+        raise ValueError(
+            f"transforms: A.Normalize(normalization={mode!r}) scales each image by its own statistics, which "
+            "Predictor, `segkit predict` and ONNX cannot reproduce from fixed numbers. Use "
+            "A.Normalize(mean=..., std=..., max_pixel_value=...) (normalization='standard'), or leave Normalize out "
+            "and pass mean=/std= (raw pixel units) to the dataset"
+        )
+    k = float(step.max_pixel_value if step.max_pixel_value is not None else 1.0)
+    mean = np.atleast_1d(np.asarray(step.mean, np.float64)) * k
+    std = np.atleast_1d(np.asarray(step.std, np.float64)) * k
+    return Normalization(tuple(mean), tuple(std), np.dtype(dtype or "uint8").name)
+
+
+def _pipeline_steps(transforms: Any, depth: int = 0) -> list[Any]:
+    """Every step of an albumentations pipeline, nested compositions flattened."""
+    children = getattr(transforms, "transforms", None)
+    if depth > 8 or children is None or isinstance(transforms, type):
+        return [] if transforms is None else [transforms]
+    return [step for child in children for step in _pipeline_steps(child, depth + 1)]
 
 
 def share_normalization(dataset: Any, normalization: Normalization | None, name: str = "val data") -> None:

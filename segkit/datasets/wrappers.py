@@ -10,7 +10,16 @@ from torch.utils.data import ConcatDataset
 
 __all__ = ["DatasetInfo", "dataset_info"]
 
-_FIELDS = ("num_classes", "class_names", "palette", "ignore_index", "task", "in_channels", "normalization")
+_FIELDS = (
+    "num_classes",
+    "class_names",
+    "palette",
+    "ignore_index",
+    "task",
+    "in_channels",
+    "normalization",
+    "mask_format",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class DatasetInfo:
         task: "semantic" or "instance".
         in_channels: image channels (file datasets; multi-band TIFFs have more than 3).
         normalization: the ``Normalization`` the samples are normalised with (file datasets).
+        mask_format: how the label files were stored (``segkit.datasets.mask_format``; folder datasets),
+            so predictions can be written the same way; None: index masks.
     """
 
     num_classes: int | None = None
@@ -34,6 +45,7 @@ class DatasetInfo:
     task: str | None = None
     in_channels: int | None = None
     normalization: Any = None
+    mask_format: dict[str, Any] | None = None
 
 
 def dataset_info(dataset: Any) -> DatasetInfo:
@@ -68,8 +80,26 @@ def dataset_info(dataset: Any) -> DatasetInfo:
         ignore_index=255 if ignore is None else int(ignore),
         task=values["task"],
         in_channels=None if values["in_channels"] is None else int(values["in_channels"]),
-        normalization=values["normalization"],
+        normalization=_normalization(dataset, values["normalization"]),
+        mask_format=values["mask_format"],
     )
+
+
+def _normalization(dataset: Any, stored: Any) -> Any:
+    """The dataset's ``normalization``, unless its transforms hold a ``Normalize`` step with other statistics (a
+    user's own pipeline): the images are then normalised by that step, and its statistics are the true ones."""
+    from segkit.datasets.normalization import Normalization, transforms_normalization
+
+    applied = transforms_normalization(_lookup(dataset, "transforms"), _lookup(dataset, "image_dtype") or "uint8")
+    if applied is None:
+        return stored
+    if stored is not None:
+        own = Normalization.coerce(stored)
+        if len(own.mean) == len(applied.mean) and np.allclose(
+            own.mean + own.std, applied.mean + applied.std, rtol=1e-5
+        ):
+            return stored
+    return applied
 
 
 def _lookup(dataset: Any, name: str, depth: int = 0) -> Any:
