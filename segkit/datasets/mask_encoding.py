@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ from segkit.datasets.mask_messages import (
     cli_set,
     colour_message,
     gap_message,
+    ignore_heavy_message,
     odd_mode_message,
+    stray_message,
 )
 from segkit.datasets.mask_stats import (
     MaskStats,
@@ -26,7 +29,7 @@ from segkit.datasets.mask_stats import (
     mask_header,
 )
 
-__all__ = ["KINDS", "MaskEncoding", "MaskEncodingError", "detect_mask_encoding"]
+__all__ = ["KINDS", "MaskEncoding", "MaskEncodingError", "MaskEncodingWarning", "detect_mask_encoding"]
 
 KINDS = ("index", "binary", "palette", "rgb", "index16", "values", "snapped")
 _UNLISTED = ("error", "ignore", "nearest")
@@ -37,6 +40,10 @@ class MaskEncodingError(BadSampleError):
 
     A ``ValueError`` (through ``BadSampleError``), so ``except ValueError`` and ``on_bad_sample`` handling both see it.
     """
+
+
+class MaskEncodingWarning(UserWarning):
+    """A decision made on an assumption the user should check (e.g. stray values in 0/255 masks -> ignore_index)."""
 
 
 @dataclass
@@ -61,6 +68,7 @@ class MaskEncoding:
         unlisted: what happens to a stored value that is not listed: "error", "ignore" or "nearest".
         notes: short remarks printed with the summary (e.g. classes without pixels).
         bad_files: ``(path, reason)`` of files read that cannot be decoded this way (left for loading to report).
+        warnings: what the decision assumed, each named (also raised as ``MaskEncodingWarning`` once).
     """
 
     kind: str
@@ -76,6 +84,7 @@ class MaskEncoding:
     unlisted: str = "error"
     notes: list[str] = field(default_factory=list)
     bad_files: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -315,6 +324,8 @@ def detect_mask_encoding(
     ctx = _Context(paths, num_classes, values, colours, ignore_index, unlisted, first, lossy)
     enc = ctx.decide(group, modes, stats)
     enc.files_total = len(paths)
+    for text in enc.warnings:
+        warnings.warn(f"{first.parent}: {text}", MaskEncodingWarning, stacklevel=2)
     for i in chosen:
         if headers[i] is None:
             enc.bad_files.append((str(paths[i]), f"{paths[i]}: corrupt or unsupported label file"))
@@ -376,6 +387,18 @@ class _Context:
         labelled = [v for v in present if v != ign]
         if set(present) <= {0, 255} and 255 in present and 0 in present and self.num_classes in (None, 2):
             enc = MaskEncoding("binary", [0, 255], 2, ign, grey_rgb=grey_rgb, unlisted=self.unlisted)
+            return self._finish(enc, stats)
+        strays = stats.near_binary(ign) if self.num_classes in (None, 2) else []
+        if strays and stats.files < len(self.paths):  # name every stray file, not only the sampled ones
+            stats = count_masks(self.paths, progress=True)
+            strays = stats.near_binary(ign)
+        if strays:  # never "index 0..1, 255 = ignore": that would ignore every foreground pixel
+            enc = MaskEncoding("binary", [0, 255], 2, ign, grey_rgb=grey_rgb, unlisted="ignore")
+            enc.warnings.append(stray_message(strays, stats.files, ign))
+            n = sum(c for _, _, c in strays)
+            enc.notes.append(
+                f"{n} stray pixel(s) in {len({p for p, _, _ in strays})} file(s) -> ignore_index (see warning)"
+            )
             return self._finish(enc, stats)
         if not labelled:
             raise MaskEncodingError(
@@ -446,6 +469,8 @@ class _Context:
                 f"{self.first}: every labelled pixel of the {stats.files} label files is class {int(classes[0])}: "
                 f"a model would learn a constant. Remedy: check the masks are not blank{hint}"
             )
+        if enc.kind in ("index", "palette", "index16") and enc.ignored_share > enc.pixel_share[1:].sum():
+            enc.warnings.append(ignore_heavy_message(enc))  # "ignore everything that mattered" is never silent
         empty = np.flatnonzero(enc.pixel_share == 0)
         if len(empty):
             enc.notes.append(f"classes without pixels in the files read: {empty[:10].tolist()}")

@@ -11,7 +11,15 @@ from segkit.datasets.mask_stats import MaskStats, palette_block
 if TYPE_CHECKING:
     from segkit.datasets.mask_encoding import MaskEncoding
 
-__all__ = ["bad_value_message", "cli_set", "colour_message", "gap_message", "odd_mode_message"]
+__all__ = [
+    "bad_value_message",
+    "cli_set",
+    "colour_message",
+    "gap_message",
+    "ignore_heavy_message",
+    "odd_mode_message",
+    "stray_message",
+]
 
 
 def cli_set(key: str, value: Any) -> str:
@@ -78,4 +86,32 @@ def bad_value_message(path: Path, found: list[int], rgb: bool, enc: MaskEncoding
         f"{path}: label values {found[:8]} are neither a class in [0, {enc.num_classes}) nor ignore_index "
         f"{enc.ignore_index}. Remedy: pass num_classes={max(found) + 1} if they are classes (segkit train: "
         f"{cli_set('num_classes', max(found) + 1)}), mask_values=[...] if the stored values are codes, or fix this file"
+    )
+
+
+def stray_message(strays: list[tuple[Path, int, int]], files: int, ign: int) -> str:
+    """0/255 masks with a few stray values: each stray (file, value, pixels), the decision, and the remedies."""
+    n = sum(c for _, _, c in strays)
+    where = {p for p, _, _ in strays}
+    shown = "; ".join(f"{p}: {c} pixel{'s' * (c != 1)} of value {v}" for p, v, c in strays[:10])
+    more = f"; and {len(strays) - 10} more" if len(strays) > 10 else ""
+    others = sorted({v for _, v, _ in strays})
+    return (
+        f"binary 0/255 masks with {n} stray pixel{'s' * (n != 1)} of other values in {len(where)} of {files} "
+        f"files ({shown}{more}). Decided: 0 -> background (class 0), 255 -> foreground (class 1), the stray "
+        f"pixels -> ignore_index {ign} (not foreground). If the values {others[:5]} are classes and 255 marks "
+        f"ignored pixels, pass mask_values={[0, *others[:5]]} ({cli_set('mask_values', [0, *others[:5]])}); to "
+        f"confirm this decision and silence this warning, pass mask_values=[0, 255] with unlisted='ignore' "
+        f"({cli_set('mask_values', [0, 255])} {cli_set('unlisted', 'ignore')}), or fix the files"
+    )
+
+
+def ignore_heavy_message(enc: MaskEncoding) -> str:
+    """Index masks where ``ignore_index`` holds more pixels than every class but 0: maybe it is the foreground."""
+    ign, labelled = enc.ignore_index, float(enc.pixel_share[1:].sum())
+    return (
+        f"index masks: the value {ign} (ignore_index) holds {100 * enc.ignored_share:.2f}% of the pixels read, more "
+        f"than classes 1..{enc.num_classes - 1} together ({100 * labelled:.2f}%), and all of it is ignored. If {ign} "
+        f"marks a class (the foreground of 0/{ign} masks), pass mask_values=[0, {ign}] "
+        f"({cli_set('mask_values', [0, ign])}) and unlisted='ignore' for the other values"
     )

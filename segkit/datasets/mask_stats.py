@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MaskHeader", "MaskStats", "count_masks", "evenly_spaced", "is_lossy", "mask_header", "palette_block"]
 
+# A 0/255 set with stray values: the strays are at most this share of the pixels read...
+STRAY_SHARE = 1e-3
+# ...and at most this share of the 255 pixels. VOC's 255 is a thin boundary around labelled objects, so
+# the objects outnumber a tenth of it unless they are a pixel or two wide; in binary masks 255 is the objects.
+STRAY_PER_FOREGROUND = 0.1
+
 _GREY_MODES = {"1", "L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -109,6 +115,36 @@ class MaskStats:
         uniq = uniq[order]
         rgb = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], 1).astype(np.uint8)
         return rgb, totals[order] / totals.sum()
+
+    def near_binary(self, ignore_index: int) -> list[tuple[Path, int, int]]:
+        """The stray pixels of a 0/255 binary set, or ``[]`` when the values are not near-binary.
+
+        Near-binary: 0 and 255 are both present, and the other values (``ignore_index`` aside) hold at
+        most ``STRAY_SHARE`` of the pixels read and at most ``STRAY_PER_FOREGROUND`` of the 255
+        pixels. Masks with classes ``1..K`` and a 255 boundary (VOC) never pass: the boundary
+        surrounds labelled pixels, which therefore outnumber it; a class 1 that is common never passes.
+
+        Args:
+            ignore_index: a stored value that is not a stray (it stays ignored).
+
+        Returns:
+            ``(path, value, pixels)`` of each stray value, file by file, in file order.
+        """
+        grey = [(p, v, c) for p, v, c, rgb in self.per_file if not rgb]
+        if not grey or not {0, 255} <= set(self.present()):
+            return []
+        strays = [
+            (path, int(value), int(count))
+            for path, values, counts in grey
+            for value, count in zip(values.tolist(), counts.tolist())
+            if value not in (0, 255, ignore_index)
+        ]
+        stray = sum(c for _, _, c in strays)
+        total = sum(float(c.sum()) for _, _, c in grey)
+        foreground = sum(float(c[v == 255].sum()) for _, v, c in grey)
+        if not strays or stray > STRAY_SHARE * total or stray > STRAY_PER_FOREGROUND * foreground:
+            return []
+        return strays
 
     def class_counts(self, enc: MaskEncoding) -> tuple[np.ndarray, list[tuple[Path, list[int], bool]]]:
         """Pixels per class under ``enc`` (index ``K``: ignored) and the files holding values it does not list.
