@@ -30,8 +30,17 @@ What is refused, before any training (each message names a file, the reason and 
 - ``every pixel ... is ignore_index``, ``every labelled pixel ... is class 0``, ``a model needs at least 2
   classes``: nothing to learn (empty masks, or 0/255 masks read with ``num_classes`` > 2).
 - ``label values [7] are neither a class in [0, 4) nor ignore_index``: a file with a value >= ``num_classes``.
-- ``N of M images have no label file``: add the masks, or ``on_bad_sample="skip"`` drops those images.
+- ``N of M images have no label file`` (with a split list: the folder's count, then the split's): add the
+  masks, or ``on_bad_sample="skip"`` drops those images.
 - ``holds the split folders ['train', 'val']``: pass ``split="train"`` (and a second dataset for ``"val"``).
+- ``no images' and masks' folders recognised``: the message lists the subfolders with their image counts and
+  the ``image_dir=``/``mask_dir=`` whose stems match.
+- ``N of M masks differ in size from their image with another aspect ratio``: one error for every such pair
+  (the first few named); ``on_bad_sample="skip"`` drops them. Masks with their image's aspect ratio (saved at
+  another scale) are resized with nearest neighbour when loaded, said once with their count
+  (``mask_resize="error"`` refuses them instead).
+
+Every "skipped" line (``on_bad_sample="skip"``) ends with the total skipped and the share of the data lost.
 
 Masks without images are reported in one warning line (count and first names).
 
@@ -84,9 +93,13 @@ def _size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
 class FolderDataset(FileDataset):
     """Your own images and masks, matched by file stem, with the masks' encoding decided at construction.
 
-    Layouts: ``root/images`` + ``root/masks``; masks named ``<stem>_mask`` (``_label``, ``_gt``, ``_seg``, ...)
-    in ``masks/`` or beside the images; ``root/train/{images,masks}`` and ``root/val/...`` (``split="train"``);
-    ``{root}/{split}.txt`` split lists. See the module docstring for the encodings and their messages.
+    Layouts: a folder of images and one of masks, by the names published sets use (``images/`` + ``masks/``,
+    ``image/`` + ``label/``, ``JPEGImages/`` + ``SegmentationClass/``, ``Training_Images/`` + ``Ground_Truth/``,
+    ...; any case; see ``folder_layout.IMAGE_DIRS``/``MASK_DIRS``) or named by ``image_dir=``/``mask_dir=``;
+    stems matched case-insensitively; masks named ``<stem>_mask`` (``_label``, ``_gt``, ``_seg``, ...) in the
+    masks' folder or beside the images; ``root/train/...`` and ``root/val/...`` (``split="train"``);
+    ``{root}/{split}.txt`` split lists (or VOC's ``ImageSets/Segmentation``). See the module docstring for the
+    encodings and their messages.
 
     Args:
         root: the dataset folder.
@@ -103,6 +116,12 @@ class FolderDataset(FileDataset):
         check_files: check every pair at construction (headers, plus the values of the files read).
         mask_values: stored values in class order (``[0, 255]``: 255 is class 1); required for JPEG masks.
         mask_suffix: the masks' stem suffix (e.g. "_mask"); None detects it.
+        image_dir: the images' folder, relative to ``root`` (or to the split's subfolder) or absolute; None
+            finds it by name.
+        mask_dir: the masks' folder, likewise; None finds it by name, else beside the images.
+        mask_resize: a mask of another size than its image but the same aspect ratio: "nearest" resizes it
+            (nearest neighbour, said once at construction with the count), "error" refuses it. A mask of another
+            aspect ratio is always refused (or skipped).
         image_size: int or ``(H, W)``: every image is resized to it (bilinear, area when shrinking) and its mask
             too (nearest), before ``transforms``, so batches share a size.
         unlisted: a stored value not in ``mask_values``: "error", "ignore" or "nearest".
@@ -116,6 +135,7 @@ class FolderDataset(FileDataset):
         encoding: the ``MaskEncoding`` decided (``encoding.summary()`` is the printed block).
         class_pixel_share: ``(num_classes,)`` share of the pixels read per class.
         layout: the ``FolderLayout`` found.
+        resized_masks: how many masks the construction scan found at another scale (resized when loaded).
 
     Example:
         >>> ds = FolderDataset("data/leaves", split="train", image_size=256)  # doctest: +SKIP
