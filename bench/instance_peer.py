@@ -1,24 +1,26 @@
-"""Instance segmentation against Ultralytics YOLOv8n-seg at equal CPU time, both scored by pycocotools.
+"""Instance segmentation against Ultralytics YOLO26n-seg (and YOLOv8n-seg) at equal CPU time, scored by pycocotools.
 
 Usage: python bench/instance_peer.py [--minutes 10] [--install-peer] [--config configs/shapes_maskrcnn_fast.yaml]
-       [--coco DIR] [--only segkit|yolo] [--write-results]
+       [--peer-model yolo26n-seg.yaml [--peer-model yolov8n-seg.yaml]] [--coco DIR] [--only segkit|yolo]
+       [--write-results]
 
 1. Writes the data once to ``--out``/data: the built-in ``shapes`` instance images of the config's ``data`` block
    (or, with ``--coco DIR``, a COCO-format folder such as coco_tiny, split into train and val) as PNG/JPEG files,
    the COCO-format ground truth (``annotations/instances_{train,val}.json``: RLE masks, the one ground truth both
    are scored against), and the YOLO polygon layout (``labels/{train,val}/*.txt``, ``data.yaml``).
-2. Trains both concurrently, one thread each (``OMP_NUM_THREADS=1``, ``workers=0``), for ``--minutes`` of wall
-   time: YOLOv8n-seg from scratch (``yolov8n-seg.yaml``, no weights, ``time=`` in hours, ``amp=False``,
-   ``plots=False``, hub, telemetry and loggers off) in ``--peer-env`` (a venv under runs/; ``--install-peer`` creates
-   it and pip-installs ``ultralytics`` there: AGPL-3.0, never a segkit dependency, never imported by segkit); segkit
-   with ``segkit train --config ... --set train.max_minutes=M`` (or a fixed epoch count on a segkit without it).
+2. Trains all concurrently, one thread each (``OMP_NUM_THREADS=1``, ``workers=0``), for ``--minutes`` of wall
+   time: each ``--peer-model`` from scratch (default ``yolo26n-seg.yaml``; no weights, ``time=`` in hours,
+   ``amp=False``, ``plots=False``, hub, telemetry and loggers off) in ``--peer-env`` (a venv under runs/;
+   ``--install-peer`` creates it and pip-installs ``ultralytics`` there: AGPL-3.0, never a segkit dependency, never
+   imported by segkit); segkit with ``segkit train --config ... --set train.max_minutes=M`` (or a fixed epoch count
+   on a segkit without it). On 2 cores, two runs get a core each; a third peer model shares them (the CPU min
+   column says what each got): the YOLOv8n-seg row of RESULTS comes from its own run.
 3. Predicts the val images at their original size with each tool's best checkpoint (YOLO: ``conf=0.001``,
    ``retina_masks=True``; segkit: ``Predictor`` with score threshold 0.001), up to 100 detections per image,
    RLE-encodes the masks and scores both with pycocotools ``COCOeval`` on the same json.
 
-Prints a table and, with ``--write-results``, writes its block into bench/RESULTS.md. The peer environment sees
-segkit's ``.venv`` site-packages through a ``.pth`` file, so only ultralytics and its small dependencies install
-(no second torch) and ``.venv`` itself is not modified.
+Prints a table and, with ``--write-results``, writes its block into bench/RESULTS.md. The peer venv and the
+one-thread runs are bench/_peer.py's (shared with bench/semantic_peer.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -38,8 +39,29 @@ from typing import Any
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_peer.py, also when loaded from a file by a test
+from _peer import (  # noqa: E402
+    PEER_SPECS,
+    ROOT,
+    SEGKIT_MAIN,
+    budget_train,
+    launch,
+    loads,
+    machine,
+    one_thread_env,
+    peer_env,
+    peer_label,
+    peer_python,
+    peer_version,
+    run_info,
+    segkit_epochs,
+    wait_all,
+    write_results,
+    yolo_epochs,
+)
+
 DEFAULT_CONFIG = "configs/shapes_maskrcnn_fast.yaml"
+DEFAULT_PEER = "yolo26n-seg.yaml"
 MAX_DETS = 100
 
 # -------------------------------------------------------------------------------------------------- data
@@ -189,7 +211,7 @@ def write_coco_folder(root: Path, coco_dir: Path, num_val: int) -> list[dict[str
 # -------------------------------------------------------------------------------------------------- runs
 
 _YOLO_SCRIPT = r'''
-"""Run by bench/instance_peer.py inside the peer environment: train YOLOv8n-seg or predict with it."""
+"""Run by bench/instance_peer.py inside the peer environment: train a YOLO segment model or predict with it."""
 import json, sys, time
 import numpy as np
 import torch
@@ -200,7 +222,7 @@ mode, args = sys.argv[1], json.loads(sys.argv[2])
 settings.update({k: False for k in ("sync", "hub", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard",
                                     "wandb", "vscode_msg", "openvino_msg") if k in settings})
 if mode == "train":
-    model = YOLO("yolov8n-seg.yaml")
+    model = YOLO(args["model"])
     model.train(data=args["data"], time=args["hours"], epochs=args["epochs"], imgsz=args["imgsz"],
                 batch=args["batch"], workers=0, device="cpu", amp=False, plots=False, pretrained=False,
                 project=args["project"], name="train", exist_ok=True, seed=0, verbose=False)
@@ -223,52 +245,12 @@ else:
 '''
 
 
-_SEGKIT_MAIN = "import sys, torch; torch.set_num_threads(1); from segkit.cli import main; sys.exit(main())"
-
-
-def one_thread_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
-    return {**env, **(extra or {})}
-
-
-def install_peer(env_dir: Path) -> Path:
-    """Create ``env_dir`` (a venv that sees segkit's site-packages through a .pth file) with ultralytics in it."""
-    python = env_dir / "bin" / "python"
-    if not python.exists():
-        import venv
-
-        venv.EnvBuilder(with_pip=False).create(env_dir)
-    site = next((env_dir / "lib").glob("python*/site-packages"))
-    import site as site_mod
-
-    (site / "_segkit_venv.pth").write_text("\n".join(site_mod.getsitepackages()) + "\n")
-    # pip (from segkit's env, run by the peer's interpreter) installs into the peer env only and leaves
-    # packages it finds outside that env alone.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "ultralytics"], check=True)
-    return python
-
-
-def peer_env(env_dir: Path, out: Path) -> dict[str, str]:
-    cfg = out / "peer_config"
-    cfg.mkdir(parents=True, exist_ok=True)
-    return one_thread_env({"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(cfg), "MPLBACKEND": "Agg"})
-
-
 def segkit_config(
     base: Path, out: Path, args: argparse.Namespace, coco: Path | None, tag: str
 ) -> tuple[Path, dict[str, Any]]:
     """The run's config: ``base`` with the run folder, the budget and (with ``--coco``) the written COCO files."""
-    from segkit import Trainer
-
     cfg = yaml.safe_load(base.read_text())
-    train = cfg.setdefault("train", {})
-    train.update(out_dir=str(out / f"segkit_{tag}"), workers=0, device="cpu")
-    budget = "max_minutes" in __import__("inspect").signature(Trainer).parameters
-    if budget:
-        train.update(max_minutes=float(args.minutes), epochs=max(int(train.get("epochs", 10)), 1000))
-    elif args.segkit_epochs:
-        train["epochs"] = int(args.segkit_epochs)
+    info = budget_train(cfg, out / f"segkit_{tag}", args.minutes, args.segkit_epochs)
     if coco is not None:
         data = out / "data"
         cfg["data"] = {"name": "coco", "root": str(data),
@@ -279,12 +261,12 @@ def segkit_config(
         cfg["model"].update(min_size=args.imgsz, max_size=args.imgsz)
     path = out / f"segkit_{tag}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path, {"budget": budget, "epochs": train["epochs"], "batch": int(train.get("batch_size", 8))}
+    return path, info
 
 
-def launch(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    print("$", shlex.join(cmd), f"> {log}", flush=True)
-    return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+def yolo_run_name(model: str) -> str:
+    """The run's name (its log, its folder under ``--out``) of one peer model: ``yolo_yolo26n-seg``."""
+    return f"yolo_{Path(model).stem}"
 
 
 # -------------------------------------------------------------------------------------------------- scores
@@ -332,30 +314,7 @@ def coco_scores(gt: Any, results: list[dict[str, Any]]) -> dict[str, float]:
     return scores
 
 
-def segkit_epochs(run: Path) -> tuple[int, float | None]:
-    """Epochs finished and the training seconds of the last metrics row (when the rows carry them)."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    epochs = [r for r in rows if any(k.startswith("val/") for k in r)]
-    seconds = next((r[k] for r in reversed(rows) for k in ("elapsed_s", "train_seconds", "elapsed") if k in r), None)
-    return len(epochs), seconds
-
-
-def yolo_epochs(run: Path) -> int:
-    csv = run / "results.csv"
-    return max(0, len(csv.read_text().strip().splitlines()) - 1) if csv.exists() else 0
-
-
 # -------------------------------------------------------------------------------------------------- report
-
-
-def machine() -> str:
-    import torch
-
-    names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-    cpu = names[0] if names else platform.processor()
-    flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "")
-    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    return f"{cpu}, {os.cpu_count()} cores ({', '.join(isa) or 'no AVX-512'}); torch {torch.__version__}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -371,31 +330,42 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(text_block: str, path: Path | None = None) -> None:
-    """Replace (or append) the block between the instance-peer markers of bench/RESULTS.md."""
-    path = path or Path(__file__).with_name("RESULTS.md")
-    begin, end = "<!-- instance_peer:start -->", "<!-- instance_peer:end -->"
-    text = path.read_text() if path.is_file() else ""
-    block = f"{begin}\n{text_block.rstrip()}\n{end}"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n## Instance segmentation vs YOLOv8n-seg\n\n" + block + "\n"
-    path.write_text(text)
+def train_all(args: argparse.Namespace, out: Path, runs: dict, want: set[str], python: Path, info: dict) -> dict:
+    """Start every training at once (segkit configs and peer models), one thread each; wait for all of them."""
+    data = out / "data"
+    procs: dict[str, subprocess.Popen] = {}
+    starts: dict[str, float] = {}
+    load_before = os.getloadavg()
+    for model in args.peer_model if "yolo" in want else ():
+        name = yolo_run_name(model)
+        yargs = {"model": model, "data": str(data / "data.yaml"), "hours": args.minutes / 60, "epochs": 1000,
+                 "imgsz": args.imgsz, "batch": info["batch"], "project": str(out / name)}  # fmt: skip
+        cmd = [str(python), str(out / "yolo_run.py"), "train", json.dumps(yargs)]
+        procs[name], starts[name] = launch(cmd, peer_env(out), out / f"{name}.log"), time.perf_counter()
+    for name, (_, cfg_path, _) in runs.items() if "segkit" in want else ():
+        cmd = [sys.executable, "-c", SEGKIT_MAIN, "train", "--config", str(cfg_path), *(f"--set={s}" for s in args.set)]
+        procs[name], starts[name] = launch(cmd, one_thread_env(), out / f"{name}.log"), time.perf_counter()
+    wall, cpu = wait_all(procs, starts, out)
+    return run_info(out, wall, cpu, load_before, args.args_list)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall time of each, in minutes")
     parser.add_argument("--config", action="append", default=None,
                         help=f"segkit config (default {DEFAULT_CONFIG}); repeat it to train several side by side "
                         "(the first one's data block gives the shapes)")  # fmt: skip
+    parser.add_argument("--peer-model", action="append", default=None,
+                        help=f"Ultralytics model yaml trained from scratch (default {DEFAULT_PEER}); repeat it for "
+                        "several rows, e.g. --peer-model yolo26n-seg.yaml --peer-model yolov8n-seg.yaml")  # fmt: skip
     parser.add_argument("--coco", type=Path, default=None, help="a COCO-format folder instead of shapes (smoke run)")
     parser.add_argument("--num-val", type=int, default=16, help="with --coco: images held out for val")
     parser.add_argument("--imgsz", type=int, default=None, help="training size (default: the config's image_size)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "instance_peer")
     parser.add_argument("--peer-env", type=Path, default=ROOT / "runs" / "peer_env")
-    parser.add_argument("--install-peer", action="store_true", help="create --peer-env and pip-install ultralytics")
+    parser.add_argument(
+        "--install-peer", action="store_true", help=f"create --peer-env, pip-install {PEER_SPECS[0]} there"
+    )
     parser.add_argument("--only", choices=("both", "segkit", "yolo"), default="both")
     parser.add_argument("--segkit-epochs", type=int, default=None, help="epochs when the Trainer has no max_minutes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="segkit config override")
@@ -403,8 +373,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--eval-only", action="store_true", help="score the runs already in --out")
     parser.add_argument("--write-results", action="store_true", help="write the block into bench/RESULTS.md")
     args = parser.parse_args(argv)
-    args_list = sys.argv[1:] if argv is None else argv
-    configs: list[str] = args.config or [DEFAULT_CONFIG]
+    args.args_list = sys.argv[1:] if argv is None else argv
+    args.peer_model = args.peer_model or [DEFAULT_PEER]
+    args.config = args.config or [DEFAULT_CONFIG]
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    configs: list[str] = args.config
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     base_cfg = yaml.safe_load((ROOT / configs[0]).read_text())
@@ -420,52 +397,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     }
     info = next(iter(runs.values()))[2]
     want = {"segkit", "yolo"} if args.only == "both" else {args.only}
-    peer_python = args.peer_env / "bin" / "python"
+    python = args.peer_env / "bin" / "python"
     if "yolo" in want:
-        if args.install_peer:
-            peer_python = install_peer(args.peer_env)
-        if not peer_python.exists():
-            sys.exit(f"no peer environment at {args.peer_env}: rerun with --install-peer (installs ultralytics there)")
+        python = peer_python(args.peer_env, args.install_peer)
         (out / "yolo_run.py").write_text(_YOLO_SCRIPT)
     n_train = len(json.loads((data / "annotations" / "instances_train.json").read_text())["images"])
-    load_before = os.getloadavg()
-    wall: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    if not args.eval_only:
-        procs: dict[str, tuple[subprocess.Popen, float]] = {}
-        if "yolo" in want:
-            yargs = {"data": str(data / "data.yaml"), "hours": args.minutes / 60, "epochs": 1000, "imgsz": args.imgsz,
-                     "batch": info["batch"], "project": str(out / "yolo")}  # fmt: skip
-            cmd = [str(peer_python), str(out / "yolo_run.py"), "train", json.dumps(yargs)]
-            procs["yolo"] = (launch(cmd, peer_env(args.peer_env, out), out / "yolo.log"), time.perf_counter())
-        for name, (_, cfg_path, _) in runs.items() if "segkit" in want else ():
-            sets = [f"--set={s}" for s in args.set]
-            cmd = [sys.executable, "-c", _SEGKIT_MAIN, "train", "--config", str(cfg_path), *sets]
-            procs[name] = (launch(cmd, one_thread_env(), out / f"{name}.log"), time.perf_counter())
-        # Whichever ends first is reaped first, with its own CPU time (user + system, from wait4): under load the
-        # wall time is shared with other jobs, and the CPU seconds say what each run really got.
-        pending = {proc.pid: (name, start) for name, (proc, start) in procs.items()}
-        while pending:
-            pid, status, usage = os.wait4(-1, 0)
-            if pid not in pending:
-                continue
-            name, start = pending.pop(pid)
-            wall[name] = time.perf_counter() - start
-            cpu[name] = usage.ru_utime + usage.ru_stime
-            rc = os.waitstatus_to_exitcode(status)
-            procs[name][0].returncode = rc
-            print(f"{name}: exit {rc} after {wall[name] / 60:.1f} min, {cpu[name] / 60:.1f} CPU min", flush=True)
-            if rc:
-                sys.exit(f"{name} failed: see {out / (name + '.log')}")
-        load_after = os.getloadavg()
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        run_info = {"wall": wall, "cpu": cpu, "load_before": load_before, "load_after": load_after,
-                    "command": args_list, "when": when}  # fmt: skip
-        (out / "wall.json").write_text(json.dumps(run_info))
-    else:  # the training run's own times, loads and command line
-        saved = json.loads((out / "wall.json").read_text())
-        wall, cpu, load_before, load_after = saved["wall"], saved["cpu"], saved["load_before"], saved["load_after"]
-        args_list, when = saved["command"], saved["when"]
+    saved = json.loads((out / "wall.json").read_text()) if args.eval_only else None
+    # --eval-only: the training run's own times, loads and command line
+    run = saved or train_all(args, out, runs, want, python, info)
+    wall, cpu = run["wall"], run["cpu"]
     import contextlib
     import io
 
@@ -475,17 +415,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         gt = COCO(str(gt_file))
     cat_ids = sorted(gt.getCatIds())
     rows = []
-    if "yolo" in want:
-        weights = out / "yolo" / "train" / "weights" / f"{args.weights}.pt"
+    for model in args.peer_model if "yolo" in want else ():
+        name = yolo_run_name(model)
+        weights = out / name / "train" / "weights" / f"{args.weights}.pt"
         images = [[img["id"], str(data / "images" / "val" / img["file_name"])] for img in gt.dataset["images"]]
         pargs = {"weights": str(weights), "images": images, "imgsz": args.imgsz, "max_det": MAX_DETS,
-                 "categories": cat_ids, "out": str(out / "yolo_val.json")}  # fmt: skip
-        subprocess.run([str(peer_python), str(out / "yolo_run.py"), "predict", json.dumps(pargs)],
-                       env=peer_env(args.peer_env, out), check=True, cwd=ROOT)  # fmt: skip
-        epochs = yolo_epochs(out / "yolo" / "train")
-        rows.append({"name": "YOLOv8n-seg (scratch, yolov8n-seg.yaml)", "minutes": wall["yolo"] / 60, "cpu": cpu["yolo"] / 60, "epochs": epochs,
-                     "img_s": epochs * n_train / wall["yolo"],
-                     "scores": coco_scores(gt, json.loads((out / "yolo_val.json").read_text()))})  # fmt: skip
+                 "categories": cat_ids, "out": str(out / f"{name}_val.json")}  # fmt: skip
+        subprocess.run([str(python), str(out / "yolo_run.py"), "predict", json.dumps(pargs)],
+                       env=peer_env(out), check=True, cwd=ROOT)  # fmt: skip
+        epochs = yolo_epochs(out / name / "train")
+        rows.append({"name": f"{peer_label(model)} (scratch, {model})", "minutes": wall[name] / 60,
+                     "cpu": cpu[name] / 60, "epochs": epochs, "img_s": epochs * n_train / wall[name],
+                     "scores": coco_scores(gt, json.loads((out / f"{name}_val.json").read_text()))})  # fmt: skip
     for name, (config, _, _) in runs.items() if "segkit" in want else ():
         preds = segkit_predictions(out / name / f"{args.weights}.pt", gt, data / "images" / "val", cat_ids)
         epochs, _ = segkit_epochs(out / name)
@@ -493,25 +434,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                      "img_s": epochs * n_train / wall[name], "scores": coco_scores(gt, preds)})  # fmt: skip
     result = table(rows)
     print(result)
-    try:
-        peer_version = subprocess.run([str(peer_python), "-c", "import ultralytics; print(ultralytics.__version__)"],
-                                      capture_output=True, text=True, env=peer_env(args.peer_env, out)).stdout.strip()  # fmt: skip
-    except OSError:
-        peer_version = "not installed"
     budget = "train.max_minutes (the Trainer's budget)" if info["budget"] else f"{info['epochs']} epochs (no budget)"
     block = (
-        f"Command: `python bench/instance_peer.py {shlex.join(args_list)}`, {when}. "
-        f"CPU: {machine()}, ultralytics {peer_version or 'n/a'}, segkit {metadata.version('segkit')}; one thread each "
-        f"(OMP/MKL 1, torch.set_num_threads(1), workers 0), all trained concurrently; segkit {budget}; load average "
-        f"(1/5/15 min) before {' '.join(f'{x:.1f}' for x in load_before)}, after training "
-        f"{' '.join(f'{x:.1f}' for x in load_after)}. {n_train} train / {len(gt.dataset['images'])} val images at "
-        f"{args.imgsz} px; {args.weights}.pt of each scored by pycocotools on the same COCO json (score >= 0.001, "
-        f"<= {MAX_DETS} detections, masks at the original size); train img/s = epochs x train images / wall "
-        "(validation included); CPU min = user + system time of the training process (wait4)."
+        f"Command: `python bench/instance_peer.py {shlex.join(run['command'])}`, {run['when']}. "
+        f"CPU: {machine()}, ultralytics {peer_version(python, out)}, segkit {metadata.version('segkit')}; one thread "
+        f"each (OMP/MKL 1, torch.set_num_threads(1), workers 0), all trained concurrently; segkit {budget}; load "
+        f"average (1/5/15 min) before {loads(run['load_before'])}, after training {loads(run['load_after'])}. "
+        f"{n_train} train / {len(gt.dataset['images'])} val images at {args.imgsz} px; {args.weights}.pt of each "
+        f"scored by pycocotools on the same COCO json (score >= 0.001, <= {MAX_DETS} detections, masks at the "
+        "original size); train img/s = epochs x train images / wall (validation included); CPU min = user + system "
+        "time of the training process (wait4)."
     )
     print(block)
     if args.write_results:
-        write_results(block + "\n\n" + result)
+        write_results(block + "\n\n" + result, "instance_peer", "Instance segmentation vs YOLO26n-seg / YOLOv8n-seg")
     return rows
 
 

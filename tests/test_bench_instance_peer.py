@@ -99,3 +99,42 @@ def test_scores_of_ground_truth_are_perfect(tmp_path: Path) -> None:
                for a in gt.dataset["annotations"]]  # fmt: skip
     scores = peer.coco_scores(gt, results)
     assert scores["segm_ap"] == pytest.approx(1.0) and scores["bbox_ap"] == pytest.approx(1.0)
+
+
+def test_peer_models_default_and_labels() -> None:
+    """YOLO26n-seg is the default peer; YOLOv8n-seg is a second row on request; rows are named as Ultralytics does."""
+    assert peer.parse_args([]).peer_model == ["yolo26n-seg.yaml"]
+    both = peer.parse_args(["--peer-model", "yolo26n-seg.yaml", "--peer-model", "yolov8n-seg.yaml"]).peer_model
+    assert both == ["yolo26n-seg.yaml", "yolov8n-seg.yaml"]
+    assert [peer.peer_label(m) for m in both] == ["YOLO26n-seg", "YOLOv8n-seg"]
+
+
+# A stub of the peer script's train mode: records the arguments it was given (no ultralytics needed).
+_STUB = r"""
+import json, sys
+from pathlib import Path
+args = json.loads(sys.argv[2])
+Path(args["project"]).mkdir(parents=True)
+(Path(args["project"]) / "args.json").write_text(json.dumps({"mode": sys.argv[1], **args}))
+"""
+
+
+def test_each_peer_model_trains_in_its_own_run(tmp_path: Path) -> None:
+    """Every --peer-model is trained (its yaml passed to the peer), into its own folder, timed under its own name."""
+    import sys
+
+    python = tmp_path / "peer_env" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "yolo_run.py").write_text(_STUB)
+    args = peer.parse_args(["--peer-model", "yolo26n-seg.yaml", "--peer-model", "yolov8n-seg.yaml", "--minutes", "3"])
+    args.imgsz = 64
+    run = peer.train_all(args, out, {}, {"yolo"}, python, {"batch": 4})
+    assert set(run["wall"]) == set(run["cpu"]) == {"yolo_yolo26n-seg", "yolo_yolov8n-seg"}
+    for name, model in (("yolo_yolo26n-seg", "yolo26n-seg.yaml"), ("yolo_yolov8n-seg", "yolov8n-seg.yaml")):
+        got = json.loads((out / name / "args.json").read_text())
+        assert (got["mode"], got["model"], got["hours"], got["imgsz"], got["batch"]) == ("train", model, 0.05, 64, 4)
+    assert json.loads((out / "wall.json").read_text())["wall"] == run["wall"]
