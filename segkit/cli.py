@@ -65,18 +65,21 @@ def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
 
     root = Path(args.data)
     out = Path(args.out or f"runs/{root.resolve().name or 'folder'}")
-    if all((root / s).is_dir() for s in ("train", "val")) or all(
+    from segkit.config import apply_overrides
+
+    data = apply_overrides({"data": {}}, args.set).get("data")
+    given = {k: data.get(k) for k in ("mask_suffix", "image_dir", "mask_dir")} if isinstance(data, dict) else {}
+    # train/ + val/ are split folders unless a given image_dir is not inside them (train/ + trainannot/ + val/ ...).
+    inside = [given[k] for k in ("image_dir", "mask_dir") if given.get(k) is not None]
+    if all((root / s).is_dir() and all((root / s / d).is_dir() for d in inside) for s in ("train", "val")) or all(
         (root / f"{s}.txt").is_file() for s in ("train", "val")
     ):
         splits: dict[str, str] = {"train": "train", "val": "val"}
     else:
-        from segkit.config import apply_overrides
         from segkit.datasets.folder_layout import find_layout
 
         # File names only: the masks are decoded by the datasets, once the --set overrides (mask_values=,
         # palette=, the remedies the encoding errors give) are applied.
-        data = apply_overrides({"data": {}}, args.set).get("data")
-        given = {k: data.get(k) for k in ("mask_suffix", "image_dir", "mask_dir")} if isinstance(data, dict) else {}
         names = [p.name for p in find_layout(root, None, **given).images]
         if len(names) < 2:
             raise FileNotFoundError(f"--data {root}: {len(names)} image(s); a training and a validation image at least")

@@ -191,6 +191,13 @@ def _resolve(base: Path, root: Path, given: str | Path, option: str) -> Path:
     path = Path(given)
     for folder in [path] if path.is_absolute() else [base / path, root / path]:
         if folder.is_dir():
+            if base != root and base.resolve() not in folder.resolve().parents:
+                # Every split would read this same folder: the validation split would be the training images.
+                raise FileNotFoundError(
+                    f"folder: split {base.name!r} is the subfolder {base}, but {option}={str(given)!r} is {folder}, "
+                    f"outside it, so every split would read the same files. Remedy: name a folder inside each "
+                    f"split's subfolder, or list each split's stems in {root}/{{split}}.txt"
+                )
             return folder
     found = [d.name for d in _subdirs(base)]
     raise FileNotFoundError(f"folder: {option}={str(given)!r}: no such folder in {base}; its subfolders are {found}")

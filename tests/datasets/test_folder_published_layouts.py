@@ -133,3 +133,26 @@ def test_image_dir_and_mask_dir_from_the_command_line(tmp_path, capsys):
     train = build_dataset("folder", **cfg.data.split_params("train"))
     val = build_dataset("folder", **cfg.data.split_params("val"))
     assert len(train) + len(val) == 4 and train.layout.images_dir == root / "pics"
+
+
+def test_a_given_image_dir_outside_the_split_folders_never_serves_every_split(tmp_path):
+    """SegNet's CamVid layout: train/ + trainannot/ + val/ + valannot/; image_dir='train' is not a split's folder."""
+    from segkit.cli import _folder_config, build_parser
+    from segkit.config import apply_overrides, config_from_dict
+
+    rng = np.random.default_rng(4)
+    for split, n in (("train", 4), ("val", 2)):
+        for folder in (split, f"{split}annot"):
+            (tmp_path / folder).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / f"{split}{i}.png")
+            Image.fromarray(np.eye(8, dtype=np.uint8)).save(tmp_path / f"{split}annot" / f"{split}{i}.png")
+    with pytest.raises(FileNotFoundError, match="every split would read the same files"):
+        build_dataset("folder", root=tmp_path, split="val", image_dir="train", mask_dir="trainannot")
+    sets = ["--set", "data.image_dir=train", "--set", "data.mask_dir=trainannot"]
+    args = build_parser().parse_args(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *sets])
+    cfg = config_from_dict(apply_overrides(_folder_config(args), args.set))
+    train = build_dataset("folder", **cfg.data.split_params("train"), verbose=False)
+    val = build_dataset("folder", **cfg.data.split_params("val"), verbose=False)
+    names = [p.name for p, _ in train.items] + [p.name for p, _ in val.items]
+    assert sorted(names) == [f"train{i}.png" for i in range(4)]  # a seeded split of train/, each image once
