@@ -20,6 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.data is not None:
         cfg = config_from_dict(apply_overrides(_folder_config(args), args.set))
+        print(f"segkit train: {_initial_weights(cfg.model.params)}")  # after --set: model.weights= counts
     else:
         cfg = load_config(args.config, args.set)
     try:
@@ -42,17 +43,64 @@ def _train_and_report(trainer: Any, cfg: Any, args: argparse.Namespace) -> None:
         print(f"segkit train: {cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs, "
               f"run folder {trainer.out_dir}")  # fmt: skip
     metrics = trainer.fit(resume=args.resume)
+    table = _best_table(trainer, metrics)  # on every rank: a validation under torchrun is collective
     if not main_process:
         return
     best = next((cb.best for cb in trainer.callbacks if hasattr(cb, "best") and cb.best is not None), None)
     if "val/miou" in metrics:
         print(f"final val mIoU {metrics['val/miou']:.4f}" + (f" (best {best:.4f})" if best is not None else ""))
+    if table:
+        print(table)
     print(f"checkpoints: {trainer.out_dir / 'last.pt'}, {trainer.out_dir / 'best.pt'}")
     if args.data is not None and trainer.val_data is not None and (trainer.out_dir / "best.pt").is_file():
         from segkit.viz.report import write_report
 
         paths = write_report(trainer.out_dir, device=cfg.train.device)
         print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def _best_table(trainer: Any, metrics: dict[str, Any]) -> str | None:
+    """The per-class table (``segkit evaluate``'s) of the best checkpoint on the validation data, with a title.
+
+    The last validation's confusion matrix when the last epoch is the best one; else ``best.pt``'s weights (EMA
+    when kept: those chose it) are loaded into ``eval_model`` and validated once more. Under torchrun that
+    reload is not done (every rank would have to read the file): the last epoch's table is printed, said so.
+    None for instance models, runs without validation and runs that wrote no ``best.pt``.
+    """
+    from segkit.engine.callbacks import ModelCheckpoint
+
+    keeper = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+    if trainer.task == "instance" or trainer.val_data is None or keeper is None or keeper.best is None:
+        return None
+    best_path = trainer.out_dir / "best.pt"
+    title = f"per-class scores of {best_path} (best {keeper.monitor} {keeper.best:.4f}) on the validation data:"
+    confusion = getattr(trainer, "last_confusion", None)
+    if confusion is None or metrics.get(keeper.monitor) != keeper.best:
+        if trainer.dist.enabled:
+            if confusion is None:
+                return None
+            return f"per-class scores of the last epoch (not best.pt: segkit evaluate --checkpoint {best_path}):\n" + (
+                confusion.table()
+            )
+        from segkit.checkpoint import load_checkpoint, model_weights
+
+        trainer.eval_model.load_state_dict(model_weights(load_checkpoint(best_path), source=str(best_path)))
+        trainer.validate()
+        confusion = trainer.last_confusion
+    return f"{title}\n{confusion.table()}"
+
+
+def _initial_weights(model: dict[str, Any]) -> str:
+    """What a run starts from, read from the model block after the ``--set`` overrides."""
+    if model.get("weights"):
+        return (
+            f"initial weights from {model['weights']} (every tensor whose name and shape fit; the load is "
+            "confirmed below, with any new head)"
+        )
+    encoder = model.get("encoder_weights")
+    if encoder:
+        return f"encoder weights {encoder}; the decoder and head start from random weights"
+    return "random initial weights; --encoder-weights imagenet starts from ImageNet (downloads once)"
 
 
 def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,8 +142,6 @@ def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
         print(f"segkit train: no train/val split in {root}; wrote a seeded split to {out / 'splits'} "
               f"({len(names) - n_val} train, {n_val} val)")  # fmt: skip
     crop = {"crop_size": args.image_size, "scale": [0.5, 2.0], "hflip": 0.5}
-    if args.encoder_weights is None:
-        print("segkit train: random initial weights; --encoder-weights imagenet starts from ImageNet (downloads once)")
     return {
         "model": {"name": args.model, "encoder": args.encoder, "encoder_weights": args.encoder_weights},
         "loss": {"name": "ce+dice"},
@@ -132,11 +178,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"segkit evaluate: {args.checkpoint} holds no config; pass --config", file=sys.stderr)
         return 2
-    split = cfg.data.split_params(args.split)
+    split = _evaluation_split(cfg.data, args.split)
     if split is None:
         print(f"segkit evaluate: the config has no {args.split!r} data block", file=sys.stderr)
         return 2
     data = build_dataset(cfg.data.name, **split)
+    if ckpt.get("normalization") is not None:  # the model's statistics, whatever the config computes
+        from segkit.datasets.normalization import Normalization, share_normalization
+
+        try:
+            share_normalization(
+                data, Normalization.coerce(ckpt["normalization"]), f"{args.split} data", args.checkpoint
+            )
+        except ValueError as exc:
+            print(f"segkit evaluate: {exc}", file=sys.stderr)
+            return 2
     # The one model-from-checkpoint path (also Predictor's and export's): the checkpoint's own model config,
     # no download, and the weights that chose best.pt (EMA when kept).
     from segkit.config import config_to_dict
@@ -162,6 +218,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(trainer.last_confusion.table())
     return 0
+
+
+def _evaluation_split(data: Any, split: str) -> dict[str, Any] | None:
+    """The dataset arguments of ``split`` with the validation block's transforms: any split (train too) is
+    scored as validation sees images, deterministically, never on random augmented crops."""
+    params = data.split_params(split)
+    if params is None or split == "val":
+        return params
+    params.pop("transforms", None)
+    val = data.split_params("val") or dict(data.params)
+    if val.get("transforms") is not None:
+        params["transforms"] = val["transforms"]
+    return params
 
 
 def _coco_table(result: dict[str, Any]) -> str:

@@ -270,7 +270,9 @@ def _pipeline_steps(transforms: Any, depth: int = 0) -> list[Any]:
     return [step for child in children for step in _pipeline_steps(child, depth + 1)]
 
 
-def share_normalization(dataset: Any, normalization: Normalization | None, name: str = "val data") -> None:
+def share_normalization(
+    dataset: Any, normalization: Normalization | None, name: str = "val data", strict: str | None = None
+) -> None:
     """Give ``dataset`` the training ``normalization`` unless its own statistics were given explicitly.
 
     A model is trained with one normalisation: validation data whose statistics were defaulted or
@@ -282,6 +284,12 @@ def share_normalization(dataset: Any, normalization: Normalization | None, name:
         dataset: the dataset (or a wrapper with ``.dataset``), or None.
         normalization: the training statistics, or None (nothing to share).
         name: how the dataset is named in the warning.
+        strict: the source of ``normalization`` (e.g. a checkpoint file): a dataset given other statistics
+            explicitly is then an error naming both, not a warning (``segkit evaluate``: the checkpoint's
+            statistics are the model's).
+
+    Raises:
+        ValueError: with ``strict``, the dataset was given other statistics.
     """
     inner = getattr(dataset, "dataset", dataset)
     current = getattr(inner, "normalization", None)
@@ -290,6 +298,11 @@ def share_normalization(dataset: Any, normalization: Normalization | None, name:
     if Normalization.coerce(current) == normalization:
         return
     if getattr(inner, "normalization_source", "default") == "given":
+        if strict:
+            raise ValueError(
+                f"{name}: mean=/std= give {Normalization.coerce(current)}, but the model was trained with "
+                f"{normalization} ({strict}); drop mean=/std= (the model's statistics are used) or give those"
+            )
         import warnings
 
         warnings.warn(
