@@ -18,8 +18,8 @@ class LabelStats:
     Attributes:
         pixels: ``(K,)`` int64 pixels of each class.
         images: ``(K,)`` int64 number of images containing each class.
-        present_pixels: ``(K,)`` int64 total pixels of the images that contain each class (the
-            denominator of median-frequency balancing).
+        present_pixels: ``(K,)`` int64 labelled (not ignored) pixels of the images that contain each
+            class (the denominator of median-frequency balancing).
         ignored: pixels equal to ``ignore_index`` (or outside ``[0, K)``).
         sizes: ``Counter`` of image sizes ``(H, W)``.
         num_images: images read.
@@ -66,15 +66,18 @@ def label_stats(dataset: Any, max_images: int | None = None) -> LabelStats:
         counts = np.bincount(np.where((flat >= 0) & (flat < k), flat, k), minlength=k + 1)
         pixels += counts
         images += counts > 0
-        present += np.where(counts > 0, flat.size, 0)
+        # Ignored pixels carry no class: counting them would lower the frequency of the classes that
+        # share images with much ignore (void borders) and so raise their weights.
+        present += np.where(counts > 0, flat.size - counts[k], 0)
     return LabelStats(pixels[:k], images[:k], present[:k], int(pixels[k]), sizes, len(indices))
 
 
 def median_frequency_weights(stats: LabelStats) -> np.ndarray:
     """Class weights by median-frequency balancing (Eigen & Fergus 2015, used by SegNet on CamVid).
 
-    ``freq_c = pixels_c / present_pixels_c`` (pixels of class c over the pixels of the images where c
-    appears) and ``w_c = median(freq) / freq_c``; a class that never appears gets weight 0.
+    ``freq_c = pixels_c / present_pixels_c`` (pixels of class c over the labelled pixels of the images
+    where c appears; ignored pixels count nowhere) and ``w_c = median(freq) / freq_c``, the median over
+    the classes that appear; a class that never appears gets weight 0.
 
     Returns:
         ``(K,)`` float64 weights, e.g. for ``loss: {name: ce, weight: [...]}``.
