@@ -299,6 +299,12 @@ class FolderDataset(FileDataset):
             self.resized_masks = len(scan.rescaled)
             print(scan.resize_line("folder"), file=sys.stderr, flush=True)
 
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` every image is resized to before the model sees it (``image_size``), or None: checkpoints
+        record it, and ``Predictor`` resizes new images the same way."""
+        return self.image_size
+
     def read_image(self, path: Path) -> np.ndarray:
         """Decode one image file (``(H, W, C)``); override to read other formats."""
         return read_image(path)

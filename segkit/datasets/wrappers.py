@@ -19,6 +19,7 @@ _FIELDS = (
     "in_channels",
     "normalization",
     "mask_format",
+    "input_size",
 )
 
 
@@ -36,6 +37,8 @@ class DatasetInfo:
         normalization: the ``Normalization`` the samples are normalised with (file datasets).
         mask_format: how the label files were stored (``segkit.datasets.mask_format``; folder datasets),
             so predictions can be written the same way; None: index masks.
+        input_size: ``(H, W)`` every image is resized to before the model sees it (a folder dataset's
+            ``image_size``): ``Predictor`` resizes new images the same way; None: images at their own size.
     """
 
     num_classes: int | None = None
@@ -46,6 +49,7 @@ class DatasetInfo:
     in_channels: int | None = None
     normalization: Any = None
     mask_format: dict[str, Any] | None = None
+    input_size: tuple[int, int] | None = None
 
 
 def dataset_info(dataset: Any) -> DatasetInfo:
@@ -82,6 +86,7 @@ def dataset_info(dataset: Any) -> DatasetInfo:
         in_channels=None if values["in_channels"] is None else int(values["in_channels"]),
         normalization=_normalization(dataset, values["normalization"]),
         mask_format=values["mask_format"],
+        input_size=None if values["input_size"] is None else (int(values["input_size"][0]), int(values["input_size"][1])),
     )
 
 

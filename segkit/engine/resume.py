@@ -91,6 +91,10 @@ def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -
         # Raw-unit per-channel statistics of the training images (Predictor normalises new images with them).
         "normalization": None if (norm := getattr(trainer, "normalization", None)) is None else norm.to_dict(),
         "in_channels": getattr(trainer, "in_channels", None),
+        # The size training resized every image to (a folder's image_size): Predictor resizes new images alike.
+        "input_size": None if (size := getattr(trainer, "input_size", None)) is None else list(size),
+        # How the training masks were stored: `segkit predict` writes its masks the same way.
+        "mask_format": getattr(trainer, "mask_format", None),
         "callbacks": callback_states(trainer.callbacks),
         # What the optimizer and schedule were built with: a resume that asks for other values is told which are used.
         "hyperparameters": _hyperparameters(trainer),

@@ -280,6 +280,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         norm = meta.normalization
         self.normalization: Normalization | None = None if norm is None else Normalization.coerce(norm)
         self.in_channels: int | None = meta.in_channels
+        self.input_size = meta.input_size  # images resized to it before the model (checkpoints keep it)
+        self.mask_format = meta.mask_format  # how the label files were stored (checkpoints keep it)
         share_normalization(self.val_data, self.normalization)  # validate as trained
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
@@ -763,8 +765,8 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         Returns:
             A ``Predictor`` on this trainer's device; ``predictor.predict(...)`` is the one way to predict.
         """
-        options: dict[str, Any] = {"class_names": self.class_names, "palette": self.palette,
-                                   "normalization": self.normalization, "device": self.device}  # fmt: skip
+        options: dict[str, Any] = {"class_names": self.class_names, "palette": self.palette, "device": self.device,
+                                   "normalization": self.normalization, "input_size": self.input_size}  # fmt: skip
         return Predictor(self.eval_model, **{**options, **kwargs})
 
     # ----------------------------------------------------------------- helpers

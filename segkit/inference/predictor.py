@@ -55,6 +55,10 @@ class Predictor:
         flips: flips used by TTA: "h" (left-right), "v" (up-down).
         scales: resize factors used by TTA.
         min_confidence: instances scoring below are dropped.
+        input_size: ``(H, W)`` the training images were resized to (a folder dataset's ``image_size``; the
+            checkpoint records it): semantic models then see each image resized to it (area when shrinking,
+            bilinear otherwise, as the dataset did) and their logits are resized back to the image's size.
+            None: each image at its own size.
         batch_size: images (or windows) per forward pass.
 
     Example:
@@ -78,6 +82,7 @@ class Predictor:
         scales: Sequence[float] = (1.0,),
         min_confidence: float = 0.5,
         batch_size: int = 4,
+        input_size: Sequence[int] | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -100,6 +105,9 @@ class Predictor:
         self.scales = tuple(float(s) for s in scales)
         self.min_confidence = float(min_confidence)
         self.batch_size = max(1, int(batch_size))
+        self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
+        # How the training masks were stored (see segkit.inference.mask_writer); from_checkpoint sets it.
+        self.mask_format: dict[str, Any] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
@@ -126,7 +134,10 @@ class Predictor:
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(path, ckpt)
         kwargs.setdefault("normalization", ckpt.get("normalization"))
-        return cls(model, ckpt.get("class_names"), ckpt.get("palette"), device=device, **kwargs)
+        kwargs.setdefault("input_size", ckpt.get("input_size"))
+        predictor = cls(model, ckpt.get("class_names"), ckpt.get("palette"), device=device, **kwargs)
+        predictor.mask_format = ckpt.get("mask_format")  # how the training masks were stored (segkit predict)
+        return predictor
 
     # ----------------------------------------------------------------- public API
     @torch.no_grad()
@@ -214,6 +225,8 @@ class Predictor:
 
     def _predict_arrays(self, arrays: list[Any]) -> list[np.ndarray]:
         rgb = [self.normalization.check_image(a) for a in arrays]
+        if self.input_size is not None:
+            return [self._predict_resized(a) for a in rgb]
         results: list[np.ndarray | None] = [None] * len(rgb)
         # Same-sized images share forward passes; the others go one by one.
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -227,6 +240,19 @@ class Predictor:
                 for k, p in zip(chunk, pred):
                     results[k] = p
         return [r for r in results if r is not None]
+
+    def _predict_resized(self, image: np.ndarray) -> np.ndarray:
+        """One image seen at ``input_size``, as in training; its logits resized back to the image's size."""
+        import cv2
+
+        assert self.input_size is not None
+        (h, w), size = self.input_size, image.shape[:2]
+        shrink = h <= size[0] and w <= size[1]
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        logits = self.predict_logits(self.preprocess(small.reshape(h, w, *image.shape[2:])))
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+        return logits.argmax(1)[0].cpu().numpy()
 
     def _predict_instances(
         self, image: Any, min_confidence: float | None, classes: Sequence[str | int] | None
