@@ -86,7 +86,7 @@ def dataset_info(dataset: Any) -> DatasetInfo:
         in_channels=None if values["in_channels"] is None else int(values["in_channels"]),
         normalization=_normalization(dataset, values["normalization"]),
         mask_format=values["mask_format"],
-        input_size=None if values["input_size"] is None else (int(values["input_size"][0]), int(values["input_size"][1])),
+        input_size=None if (size := values["input_size"]) is None else (int(size[0]), int(size[1])),
     )
 
 
