@@ -6,6 +6,7 @@ import torch
 
 from segkit import Trainer
 from segkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from segkit.engine.callbacks import Callback
 from segkit.engine.resume import check_mid_epoch_position
 from tests.engine._kill import KillAfterStep
 from tests.engine._nets import TinyNet
@@ -72,7 +73,19 @@ def test_checkpoint_without_batch_size_is_not_checked(cut_run, data):
     state = load_checkpoint(cut_run / "last.pt")
     del state["batch_size"], state["world_size"]  # as written by an older segkit
     save_checkpoint(state, cut_run / "old.pt")
-    _trainer(cut_run, data, batch_size=2).fit(resume=cut_run / "old.pt")
+    start = AtFitStart()
+    resumed = _trainer(cut_run, data, batch_size=2, callbacks=[start])
+    resumed.fit(resume=cut_run / "old.pt")
+    assert start.seen == (1, 1, 6)  # restored: epoch 2, after its batch 1, step 6 (a new run would start at 0, 0, 0)
+    # The rest of epoch 2 at batch_size 2 from sample 1 * 2 (the old file's position is taken as is): 9 batches.
+    assert resumed.global_step == 6 + 9
+
+
+class AtFitStart(Callback):
+    """Records (epoch, batches_done, global_step) when fit starts, after the resume restored them."""
+
+    def on_fit_start(self, trainer):
+        self.seen = (trainer.epoch, trainer.batches_done, trainer.global_step)
 
 
 def test_another_number_of_processes_is_refused_mid_epoch_only():
