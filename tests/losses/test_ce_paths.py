@@ -81,11 +81,16 @@ def test_every_out_of_range_label_is_caught(bad, ignored, ignore_index):
         cross_entropy(logits, target, ignore_index=ignore_index)
 
 
-def test_the_first_bad_label_is_named():
+@pytest.mark.parametrize("bad", [(-3, 9), (9, -3), (7, -3, 9)])
+def test_the_first_bad_label_is_named(bad):
+    # The first in reading order: neither the largest ((-3, 9)), nor the smallest ((9, -3)), nor either ((7, ...)).
     logits, target = _inputs(True, 255)
-    target[0, 3, 0], target[1, 0, 0] = 9, -3
-    with pytest.raises(ValueError, match="label 9 is outside"):
+    for (n, y, x), value in zip([(0, 3, 0), (1, 0, 0), (1, 5, 4)], bad):
+        target[n, y, x] = value
+    with pytest.raises(ValueError, match=rf"label {bad[0]} is outside \[0, {C}\)"):
         check_multiclass_inputs(logits, target, 255)
+    with pytest.raises(ValueError, match=rf"label {bad[0]} is outside"):
+        cross_entropy(logits, target, ignore_index=255)
 
 
 @pytest.mark.parametrize("ignore_index", [255, -1, 0])
