@@ -187,10 +187,13 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         max_minutes: a wall-clock budget for the run, or None. The first epoch (training and validation) is
             timed and the run planned from it: about ``floor(budget / first epoch)`` epochs, the lr schedule
             re-laid to end at the planned last step. At each later epoch's end but the planned last the plan is
-            remade from what is left of the budget and the mean time of the epochs after the first, and the
-            schedule re-laid when the count changes, so epochs that become slower or faster still end the run
-            within about one epoch of the budget at its final lr (with less than an epoch left, one more runs).
-            A budget already spent at an epoch's end stops the run there, short of its final lr. The plan is
+            checked against what is left of the budget and the mean time of the epochs after the first, and
+            remade (the schedule re-laid) when it would miss the budget by more than one epoch or a quarter of
+            what is left, so epochs that become slower or faster still end the run within about one epoch of the
+            budget at its final lr (with less than an epoch left, one more runs). A first plan of two epochs is
+            remade after a quarter of the second from its pace; a first epoch longer than what is left makes
+            the second stop at the budget (said before it starts; last.pt resumes it). A budget already spent at
+            an epoch's end stops the run there, short of its final lr. The plan is
             stored in checkpoints (a resumed run continues it exactly; see ``segkit.engine.time_budget``).
             Every metrics row carries ``elapsed_s``.
         config: the resolved config dict, saved beside checkpoints.
