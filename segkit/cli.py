@@ -118,7 +118,7 @@ def _folder_config(args: argparse.Namespace) -> dict[str, Any]:
     data = apply_overrides({"data": {}}, args.set).get("data")
     given = {k: data.get(k) for k in ("mask_suffix", "image_dir", "mask_dir")} if isinstance(data, dict) else {}
     # train/ + val/ are split folders unless a given image_dir is not inside them (train/ + trainannot/ + val/ ...).
-    inside = [given[k] for k in ("image_dir", "mask_dir") if given.get(k) is not None]
+    inside = [str(v) for k in ("image_dir", "mask_dir") if (v := given.get(k)) is not None]
     if all((root / s).is_dir() and all((root / s / d).is_dir() for d in inside) for s in ("train", "val")) or all(
         (root / f"{s}.txt").is_file() for s in ("train", "val")
     ):
