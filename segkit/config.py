@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "TrainConfig",
+    "absolute_paths",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
@@ -367,9 +368,81 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return out
 
 
+# Path-valued keys read against the working directory: folders (made absolute whatever they hold: an output
+# folder may not exist yet) and files (made absolute when they exist: "imagenet" is a name, not a file).
+_FOLDER_KEYS = ("root", "sbd_root", "out_dir", "run_dir", "log_dir")
+_FILE_KEYS = ("ann_file", "weights", "encoder_weights", "weights_backbone")
+
+
+def absolute_paths(raw: dict[str, Any], cwd: str | Path | None = None) -> dict[str, Any]:
+    """Return a copy of a config mapping whose relative paths are made absolute against ``cwd``.
+
+    The config saved beside checkpoints goes through this, so ``segkit train --config RUN/config.yaml`` (and
+    ``segkit evaluate``, ``segkit report``) run from any working directory. Converted: the data block's and
+    each split's ``root``, ``sbd_root``, ``ann_file`` and a split list ``split: lists/train.txt``; ``image_dir``
+    / ``mask_dir`` only when they name a folder of the working directory and not one under ``root`` (the
+    folder dataset reads them relative to ``root``, COCO's ``image_dir`` against the working directory);
+    ``model.weights`` / ``encoder_weights`` / ``weights_backbone`` when they name a file; ``train.out_dir``;
+    trackers' ``run_dir`` / ``log_dir``. Names (``split: train``, ``encoder_weights: imagenet``) stay.
+
+    Args:
+        raw: the mapping form of a config (``config_to_dict``).
+        cwd: the folder relative paths were written against; None: the current working directory.
+
+    Returns:
+        A new mapping; ``raw`` is not changed.
+    """
+    base = Path.cwd() if cwd is None else Path(cwd)
+    out = copy.deepcopy(raw)
+    data = out.get("data")
+    if isinstance(data, dict):
+        root = _absolute_block(data, base, None)
+        for split in ("train", "val"):
+            if isinstance(data.get(split), dict):
+                _absolute_block(data[split], base, root)
+    for block in (out.get("model"), out.get("train"), *(out.get("trackers") or [])):
+        if isinstance(block, dict):
+            _absolute_block(block, base, None)
+    return out
+
+
+def _absolute_block(block: dict[str, Any], base: Path, root: Path | None) -> Path | None:
+    """Make the paths of one mapping absolute in place; return its (absolute) ``root``, else ``root``."""
+
+    def relative(key: str) -> Path | None:
+        value = block.get(key)
+        if not isinstance(value, str) or value == "" or Path(value).is_absolute():
+            return None
+        return Path(value)
+
+    for key in _FOLDER_KEYS:
+        if (path := relative(key)) is not None:
+            block[key] = str((base / path).resolve())
+    for key in _FILE_KEYS:
+        if (path := relative(key)) is not None and (base / path).is_file():
+            block[key] = str((base / path).resolve())
+    if (path := relative("split")) is not None and path.suffix == ".txt" and (base / path).is_file():
+        block["split"] = str((base / path).resolve())
+    root = Path(block["root"]) if isinstance(block.get("root"), str) else root
+    for key in ("image_dir", "mask_dir"):
+        if (path := relative(key)) is not None and (base / path).is_dir() and not _under(root, path):
+            block[key] = str((base / path).resolve())
+    return root
+
+
+def _under(root: Path | None, path: Path) -> bool:
+    """Whether ``path`` names a folder of ``root`` or of one of its subfolders (a split's)."""
+    if root is None or not root.is_dir():
+        return False
+    return (root / path).is_dir() or any((d / path).is_dir() for d in root.iterdir() if d.is_dir())
+
+
 def save_config(cfg: Config | dict[str, Any], path: str | Path) -> None:
-    """Write the resolved config as YAML to ``path`` (through a temporary file: a kill never leaves half of it)."""
-    raw = config_to_dict(cfg) if isinstance(cfg, Config) else cfg
+    """Write the resolved config as YAML to ``path`` (through a temporary file: a kill never leaves half of it).
+
+    Relative paths are written absolute (``absolute_paths``), so the file runs from any working directory.
+    """
+    raw = absolute_paths(config_to_dict(cfg) if isinstance(cfg, Config) else cfg)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(raw, sort_keys=False))

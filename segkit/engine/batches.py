@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from segkit.datasets.wrappers import DatasetInfo, dataset_info
@@ -22,13 +23,42 @@ __all__ = [
 ]
 
 
-def padding_notice(batch: Mapping[str, Any], ignore_index: int) -> str:
-    """The one line the Trainer prints the first time a batch was padded (see ``collate_semantic``)."""
+def padding_notice(batch: Mapping[str, Any], ignore_index: int, validation: bool | None = None) -> str:
+    """The one line the Trainer prints the first time a batch was padded (see ``collate_semantic``).
+
+    A padded training batch means the training images are not cut to one size, so the line says how to
+    (crops or ``image_size=``). A padded validation batch needs nothing: each image is predicted and scored at
+    its own size, so the line says only that (training crops do not apply to validation: telling a user who
+    set them to set them would be false).
+
+    Args:
+        batch: the collated batch (``image`` ``(N, C, H, W)``, ``image_sizes`` ``(N, 2)`` when present).
+        ignore_index: the mask value of the padded pixels.
+        validation: whether ``batch`` is a validation batch; None reads it from the grad mode (the Trainer
+            validates under ``torch.no_grad`` and trains with gradients enabled).
+
+    Returns:
+        The line.
+    """
+    if validation is None:
+        validation = not torch.is_grad_enabled()
     height, width = batch["image"].shape[-2:]
+    sizes = batch.get("image_sizes")
+    spread = ""
+    if isinstance(sizes, torch.Tensor) and sizes.numel():
+        distinct = {(int(h), int(w)) for h, w in sizes.tolist()}
+        spread = f" ({len(distinct)} sizes in this batch)"
+    if validation:
+        return (
+            f"validation images of different sizes in a batch: padded to {height}x{width}{spread} only to batch "
+            "them; each image is predicted and scored at its own size, so the padding changes no metric "
+            "(nothing to set)"
+        )
     return (
-        f"images of different sizes in a batch: padded to {height}x{width} (image 0, mask ignore_index "
-        f"{ignore_index}, not counted by the loss or the metrics; validation predicts each image at its own "
-        "size); set image_size= or crop transforms to train at one size"
+        f"training images of different sizes in a batch: padded to {height}x{width}{spread} (image pixels 0, "
+        f"mask ignore_index {ignore_index}, not counted by the loss); the training split is not cut to one "
+        "size: set crop transforms (data.train.transforms: {crop_size: ...}; --image-size with segkit train "
+        "--data) or the dataset's image_size= to train at one size"
     )
 
 

@@ -64,7 +64,8 @@ def load_weights(
 
     Every tensor whose name and shape match is loaded. When the checkpoint was trained with another number
     of classes, the classifier head(s) (tensors whose leading dimension is ``num_classes`` in the model and
-    something else in the file) keep their fresh initialisation and one line names them. Any other mismatch
+    something else in the file) keep their fresh initialisation and one line (stderr) names them; a load
+    of every tensor says so in one line too. Any other mismatch
     (another architecture, another encoder, missing or unexpected tensors) is an error with the report.
 
     Accepts a segkit checkpoint (its EMA weights when it holds them, see ``model_weights``) or a plain state
@@ -97,6 +98,7 @@ def load_weights(
     if problems:
         raise CheckpointError(f"{source} does not fit this model (another architecture or encoder?): {problems}")
     target.load_state_dict({**own, **fitting})
+    # One line either way, so a run's log says what it started from (a load is silent nowhere).
     if heads:
         old = int(state[heads[0]].shape[0])
         print(
@@ -104,6 +106,8 @@ def load_weights(
             f"{old}), not loaded: {', '.join(heads)}",
             file=sys.stderr,
         )
+    else:
+        print(f"weights {source}: all {len(own)} tensors loaded (the head included: same classes)", file=sys.stderr)
     return model
 
 
