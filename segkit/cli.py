@@ -165,7 +165,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segkit.checkpoint import load_checkpoint
     from segkit.config import config_from_dict, load_config
     from segkit.datasets import build_dataset
-    from segkit.engine import Trainer
     from segkit.export import model_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
@@ -198,26 +197,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segkit.config import config_to_dict
     from segkit.datasets import dataset_info
 
-    given = {"num_classes": dataset_info(data).num_classes, **config_to_dict(cfg)["model"]}
+    info = dataset_info(data)
+    given = {"num_classes": info.num_classes, **config_to_dict(cfg)["model"]}
     model = model_from_checkpoint(args.checkpoint, ckpt, given)
-    task = ckpt.get("task") or cfg.train.task  # None: the Trainer reads it from the model
-    trainer = Trainer(
-        model,
-        val_data=data,
-        task=task,
-        batch_size=cfg.train.batch_size,
-        device=cfg.train.device,
-        workers=cfg.train.workers,
-        amp=cfg.train.amp,
-        out_dir=cfg.train.out_dir,
-    )
-    result = trainer.validate()
+    from segkit.engine.trainer import resolve_task
+
+    task = resolve_task(ckpt.get("task") or cfg.train.task, model)
+    result, evaluator = _score(model, data, task, info, cfg.train)
     print(f"segkit evaluate: {args.checkpoint} on {cfg.data.name} ({args.split}, {len(data)} images)")  # type: ignore[arg-type]
-    if task == "instance":
-        print(_coco_table(result))
-    else:
-        print(trainer.last_confusion.table())
+    print(_coco_table(result) if task == "instance" else evaluator.table())
     return 0
+
+
+def _score(model: Any, data: Any, task: str, info: Any, train: Any) -> tuple[dict[str, Any], Any]:
+    """``segkit.metrics.evaluate`` of ``model`` on ``data`` with the config's device, precision, batch size and
+    workers: the scoring ``Trainer.validate`` does, without a Trainer."""
+    import functools
+    from contextlib import nullcontext
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from segkit.datasets import collate_instances, collate_semantic
+    from segkit.engine.inputs import resolve_device
+    from segkit.engine.precision import resolve_amp
+    from segkit.metrics import evaluate, predict_classes
+
+    if info.num_classes is None:
+        raise ValueError("segkit evaluate: the dataset has no num_classes; set it in the data block")
+    device = resolve_device(train.device)
+    amp, _ = resolve_amp(train.amp, device)
+    collate = functools.partial(
+        collate_instances if task == "instance" else collate_semantic, ignore_index=info.ignore_index
+    )
+    loader = DataLoader(data, train.batch_size, shuffle=False, num_workers=train.workers, collate_fn=collate)
+    model = model.to(device)
+
+    def predict(batch: dict[str, Any]) -> Any:
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        with torch.autocast(device.type, dtype=dtype) if amp else nullcontext():
+            return model(batch["image"]) if task == "instance" else predict_classes(model, batch)
+
+    return evaluate(model, loader, num_classes=info.num_classes, task=task, ignore_index=info.ignore_index,
+                    class_names=info.class_names, device=device, predict=predict)  # fmt: skip
 
 
 def _evaluation_split(data: Any, split: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ __all__ = [
     "collate_semantic",
     "padded_groups",
     "predict_unpadded",
+    "to_device",
     "to_sample",
     "training_targets",
 ]
@@ -116,6 +117,17 @@ def _image_tensor(image: Any, normalization: Any = None, raw: bool = False) -> t
         arr = arr[..., None]
     # A (C, H, W) view of the (H, W, C) array, not a copy: the collate's stacking copy is the only one.
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+
+
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """Move tensors (also inside lists and dicts of a collated batch) to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=torch.device(device).type == "cuda")
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
 
 
 def collate_semantic(batch: list[dict[str, Any]], *, ignore_index: int = 255) -> dict[str, Any]:

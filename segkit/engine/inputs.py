@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from segkit.datasets.base import to_device  # re-exported: the Trainer's batches move with it
+
 __all__ = ["as_dataset", "resolve_device", "to_device"]
-
-
-def to_device(value: Any, device: torch.device | str) -> Any:
-    """Move tensors (also inside lists and dicts) to ``device``."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=torch.device(device).type == "cuda")
-    if isinstance(value, list):
-        return [to_device(v, device) for v in value]
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -1,4 +1,4 @@
-"""What the Trainer measures and reports: validation evaluators, trackers (metrics, overlay, histograms), the epoch line."""
+"""What the Trainer reports: trackers (metrics, overlay, histograms), the run's params, the epoch line."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from torch import nn
 
 from segkit.datasets.base import default_palette
 from segkit.datasets.normalization import Normalization
-from segkit.datasets.wrappers import dataset_info
-from segkit.engine.inputs import to_device
 from segkit.engine.resume import truncate_jsonl
-from segkit.metrics import CocoEvaluator, ConfusionMatrix
 from segkit.tracking import build_tracker
 from segkit.viz import overlay_mask
 
@@ -22,7 +19,6 @@ if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
 
 __all__ = [
-    "build_evaluator",
     "conv_weights",
     "denormalize",
     "epoch_line",
@@ -30,7 +26,6 @@ __all__ = [
     "open_trackers",
     "prediction_overlay",
     "run_params",
-    "update_evaluator",
 ]
 
 
@@ -162,38 +157,3 @@ def epoch_line(epoch: int, epochs: int, metrics: Mapping[str, Any]) -> str:
         parts += [f"val mask AP {metrics['val/segm_ap']:.4f}", f"box AP {metrics['val/bbox_ap']:.4f}"]
     parts.append(f"{metrics['train/images_per_s']:.1f} img/s")
     return "  ".join(parts)
-
-
-def build_evaluator(trainer: Trainer, data: Any) -> Any:
-    """A ``CocoEvaluator`` (instance) or ``ConfusionMatrix`` (semantic) for the trainer's classes.
-
-    Both reduce over processes in ``compute`` / ``all_reduce``: every rank gets the same numbers.
-    """
-    info = dataset_info(data)  # through Subset / ConcatDataset wrappers
-    num_classes = trainer.num_classes or info.num_classes
-    if num_classes is None:
-        raise ValueError("validate: the dataset has no num_classes (nor has the trainer); set it on the dataset")
-    if trainer.task == "instance":
-        return CocoEvaluator(num_classes, trainer.class_names)
-    return _ReducedConfusion(num_classes, info.ignore_index, device=trainer.device, class_names=trainer.class_names)
-
-
-def update_evaluator(evaluator: Any, batch: dict[str, Any], prediction: Any) -> None:
-    """Add one validation batch: detector outputs against ``batch["target"]``, or class maps against ``mask``
-    (padding of a batch of different sizes carries the mask's ignore_index, so it is not counted)."""
-    if isinstance(evaluator, CocoEvaluator):
-        evaluator.update([to_device(t, "cpu") for t in batch["target"]], [to_device(p, "cpu") for p in prediction])
-    else:
-        evaluator.update(prediction, batch["mask"])
-
-
-class _ReducedConfusion(ConfusionMatrix):
-    """A confusion matrix whose ``compute`` first sums the matrices of all processes (once)."""
-
-    _reduced = False
-
-    def compute(self) -> dict[str, Any]:
-        if not self._reduced:
-            self.all_reduce()
-            self._reduced = True
-        return super().compute()

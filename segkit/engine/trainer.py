@@ -39,13 +39,14 @@ from segkit.engine.inputs import as_dataset, resolve_device, to_device
 from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.precision import resolve_amp
-from segkit.engine.reporting import build_evaluator, epoch_line, log_visuals, open_trackers, update_evaluator
+from segkit.engine.reporting import epoch_line, log_visuals, open_trackers
 from segkit.engine.resume import gather_rng_states
 from segkit.engine.rng import seed_everything
 from segkit.engine.sampling import ResumableSampler, SeededAugmentation
 from segkit.engine.time_budget import TimeBudget
 from segkit.inference import Predictor
 from segkit.losses import class_presence_loss
+from segkit.metrics import evaluate
 from segkit.models import build_model
 
 __all__ = ["Trainer", "seed_everything"]
@@ -593,7 +594,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         )
         start, images = time.perf_counter(), 0
         self.optimizer.zero_grad(set_to_none=True)
-        skipped = BadSampleLog("train data")
+        skipped = BadSampleLog("train data", total=len(self.train_data))  # type: ignore[arg-type]
         for i, batch in enumerate(bar, start=self.batches_done):
             if "bad_samples" in batch:  # files skipped with on_bad_sample="skip" (already reported by the loader)
                 skipped.update(batch["bad_samples"], echo=False)
@@ -743,20 +744,22 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             raise ValueError("validate: no validation data")
         size = len(data)  # type: ignore[arg-type]
         sampler = ResumableSampler(size, False, rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
-        evaluator = build_evaluator(self, data)
+        info = dataset_info(data)  # through Subset / ConcatDataset wrappers
+        num_classes = self.num_classes or info.num_classes
+        if num_classes is None:
+            raise ValueError("validate: the dataset has no num_classes (nor has the trainer); set it on the dataset")
         model = self._validation_model()
-        was_training = model.training
-        model.eval()
-        for batch in self._loader(data, sampler):
-            self._note_padding(batch)
-            batch = self.move_to_device(batch)
-            update_evaluator(evaluator, batch, self.validation_step(batch, model))
-        model.train(was_training)
+        metrics, evaluator = evaluate(
+            model, self._loader(data, sampler), num_classes=num_classes, task=self.task,
+            ignore_index=info.ignore_index, class_names=self.class_names, device=self.device,
+            predict=lambda batch: self.validation_step(batch, model), prepare=self.move_to_device,
+            on_batch=self._note_padding,
+        )  # fmt: skip
         if self.task == "instance":
             self.last_coco = evaluator
         else:
             self.last_confusion = evaluator
-        return evaluator.compute()
+        return metrics
 
     def predictor(self, **kwargs: Any) -> Predictor:
         """A ``Predictor`` of the weights validation uses (``eval_model``), with the data's class names,
