@@ -55,6 +55,7 @@ def evaluate(
     predict: Callable[[dict[str, Any]], Any] | None = None,
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     on_batch: Callable[[dict[str, Any]], None] | None = None,
+    on_prediction: Callable[[dict[str, Any], Any], None] | None = None,
 ) -> tuple[dict[str, Any], ConfusionMatrix | CocoEvaluator]:
     """Score ``model`` on every batch of ``loader``; under ``torchrun`` the counts of every process are summed once.
 
@@ -71,6 +72,7 @@ def evaluate(
             dicts); default ``predict_classes`` (semantic) or ``model(images)`` (instance).
         prepare: ``batch -> batch`` on the device; default: its tensors moved to ``device``.
         on_batch: called with each batch before it is prepared (the Trainer notes padding there).
+        on_prediction: called with each prepared batch and its prediction (the report keeps its worst images).
 
     Returns:
         ``(metrics, evaluator)``: ``ConfusionMatrix.compute()`` (``miou``, ``iou`` list, ...) or
@@ -89,6 +91,8 @@ def evaluate(
                 on_batch(batch)
             batch = prepare(batch)
             prediction = predict(batch)
+            if on_prediction is not None:
+                on_prediction(batch, prediction)
             if isinstance(evaluator, CocoEvaluator):
                 evaluator.update(to_device(list(batch["target"]), "cpu"), to_device(list(prediction), "cpu"))
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Mapping, Sequence
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from segkit.viz.figures import figure_to_array, new_figure, save_figure
 from segkit.viz.overlay import colorize
@@ -210,7 +212,7 @@ def evaluate_run(
     from segkit.datasets import build_dataset, collate_semantic, dataset_info, predict_unpadded
     from segkit.datasets.normalization import share_normalization
     from segkit.inference import Predictor
-    from segkit.metrics import ConfusionMatrix
+    from segkit.metrics import evaluate
 
     run_dir = Path(run_dir)
     ckpt = run_dir / checkpoint
@@ -227,33 +229,42 @@ def evaluate_run(
     if info.num_classes is None:
         raise ConfigError(f"{run_dir}: the validation dataset ({cfg.data.name}) has no num_classes")
     num_classes, ignore_index = info.num_classes, info.ignore_index
-    cm = ConfusionMatrix(num_classes, ignore_index, class_names=info.class_names)
     count = len(data) if max_images is None else min(len(data), max_images)  # type: ignore[arg-type]
     heap: list[tuple[float, int, Any]] = []  # max-heap on mIoU (negated) holding the worst images
-    for start in range(0, count, predictor.batch_size):
-        samples = [data[i] for i in range(start, min(count, start + predictor.batch_size))]
-        batch = collate_semantic(samples, ignore_index=ignore_index)
-        batch["image"] = batch["image"].to(predictor.device)
-        # Images of different sizes: each predicted at its own size (padding never changes a prediction).
-        pred = (
-            predict_unpadded(predictor.predict, batch) if batch["padded"] else predictor.predict(batch["image"])
-        ).cpu()
-        cm.update(pred, batch["mask"])
-        scores = per_image_miou(pred, batch["mask"], num_classes, ignore_index)
+    seen = [0]
+
+    def keep_worst(batch: dict[str, Any], pred: torch.Tensor) -> None:
+        pred = pred.cpu()
+        scores = per_image_miou(pred, batch["mask"].cpu(), num_classes, ignore_index)
         for k, s in enumerate(scores.tolist()):
+            index, seen[0] = seen[0], seen[0] + 1
             if math.isnan(s):
                 continue
-            entry = (-s, start + k, (batch, k, pred))
+            entry = (-s, index, ({key: _cpu(v) for key, v in batch.items()}, k, pred))
             if len(heap) < num_worst:
                 heapq.heappush(heap, entry)
             elif s < -heap[0][0]:
                 heapq.heapreplace(heap, entry)
+
+    def predict(batch: dict[str, Any]) -> torch.Tensor:
+        # Images of different sizes: each predicted at its own size (padding never changes a prediction).
+        return predict_unpadded(predictor.predict, batch) if batch["padded"] else predictor.predict(batch["image"])
+
+    loader = DataLoader(Subset(data, range(count)), predictor.batch_size,
+                        collate_fn=functools.partial(collate_semantic, ignore_index=ignore_index))  # fmt: skip
+    _, cm = evaluate(predictor.model, loader, num_classes=num_classes, ignore_index=ignore_index,
+                     class_names=info.class_names, device=predictor.device, predict=predict,
+                     on_prediction=keep_worst)  # fmt: skip
     worst = []
     for neg, _, (batch, k, pred) in sorted(heap, key=lambda e: -e[0]):
         h, w = batch["image_sizes"][k].tolist()  # without the padding
         image = predictor.normalization.to_display(batch["image"][k, :, :h, :w])
         worst.append((-neg, image, batch["mask"][k, :h, :w].numpy(), pred[k, :h, :w].numpy(), str(batch["path"][k])))
     return {"confusion": cm, "worst": worst, "predictor": predictor}
+
+
+def _cpu(value: Any) -> Any:
+    return value.cpu() if isinstance(value, torch.Tensor) else value
 
 
 def write_report(
