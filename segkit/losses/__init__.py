@@ -19,6 +19,8 @@ from segkit.losses import (  # noqa: E402,F401
     gated_scnn,
     iou_balanced,
     lovasz,
+    ohem,
+    realtime,
     region,
 )
 from segkit.losses.class_presence import ClassPresenceLoss, class_presence, class_presence_loss  # noqa: E402

@@ -52,6 +52,18 @@ def _pixel_ce(x: np.ndarray, t: np.ndarray, mode: str) -> np.ndarray:
     return np.where(valid, lse - x_y, 0.0)
 
 
+def ohem(x: np.ndarray, t: np.ndarray, thresh: float, min_kept: int) -> float:
+    """OHEM CE from a sort: the valid pixels with softmax ``p_y < thresh`` or ``p_y`` at most the
+    ``min(min_kept, |V|)``-th smallest ``p_y`` (ties kept), their CE averaged; 0 without valid pixels."""
+    valid = t != IGNORE
+    if not valid.any():
+        return 0.0
+    p_y = np.take_along_axis(_softmax(x), np.where(valid, t, 0)[:, None], 1)[:, 0][valid]
+    bound = np.sort(p_y)[min(min_kept, p_y.size) - 1]
+    kept = (p_y < thresh) | (p_y <= bound)
+    return float(_pixel_ce(x, t, "multiclass")[valid][kept].mean())
+
+
 def _mean_valid(values: np.ndarray, valid: np.ndarray) -> float:
     return float(values[valid].sum() / valid.sum()) if valid.any() else 0.0
 
@@ -116,6 +128,8 @@ def reference(name: str, mode: str, logits: torch.Tensor, target: torch.Tensor) 
     eps = 1e-7
     if name in ("ce", "weighted_ce", "iou_balanced"):  # iou_balanced: the value of CE (only its gradient differs)
         return _mean_valid(_pixel_ce(x, t, mode), valid)
+    if name == "ohem_ce":
+        return ohem(x, t, 0.7, 100_000)
     if name == "topk_ce":
         values = np.sort(_pixel_ce(x, t, mode)[valid])[::-1]
         return float(values[: max(1, int(np.floor(len(values) * 10 / 100)))].mean()) if len(values) else 0.0
