@@ -490,10 +490,11 @@ def _inspect_split(args: argparse.Namespace, kwargs: dict[str, Any], split: str 
 def _inspect_picture(data: Any, path: Path, count: int = 8) -> Path:
     import numpy as np
 
+    from segkit.datasets.subsample import evenly_spaced
     from segkit.viz.figures import save_figure
     from segkit.viz.semantic import plot_samples
 
-    picks = np.unique(np.linspace(0, len(data) - 1, min(count, len(data))).astype(int))
+    picks = evenly_spaced(len(data), count)
     samples = []
     instance = getattr(data, "task", None) == "instance"
     for i in picks:

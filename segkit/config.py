@@ -264,11 +264,11 @@ def validate_config(cfg: Config) -> None:
         ConfigError: naming the block and key at fault.
     """
     from segkit.datasets import DATASETS
-    from segkit.losses import LOSSES
+    from segkit.losses import LOSSES, loss_weights
     from segkit.models import MODELS
 
     _check_component(MODELS, "model", cfg.model.name, cfg.model.params)
-    if cfg.loss is not None and "+" not in cfg.loss.name:
+    if cfg.loss is not None and loss_weights(cfg.loss.name) is None:
         _check_component(LOSSES, "loss", cfg.loss.name, cfg.loss.params)
     for split in ("train", "val"):
         params = cfg.data.split_params(split)

@@ -19,8 +19,11 @@ MIN_OPSET = 11
 
 
 def is_detector(model: nn.Module) -> bool:
-    """True for a torchvision-style detector (segkit's ``mask_rcnn``): it has ``roi_heads``."""
-    return hasattr(model, "roi_heads")
+    """True for a detection model, by the one rule the Trainer and Predictor use (``is_detection_model``: a
+    torchvision detector or ``task == "instance"``), so a model trains, predicts and exports down one path."""
+    from segkit.inference.instances import is_detection_model
+
+    return is_detection_model(model)
 
 
 class _OneImage(nn.Module):
@@ -109,6 +112,11 @@ def export_instance_onnx(
     """
     if not is_detector(model):
         raise ValueError("export_instance_onnx: exports detectors (Mask R-CNN); use export_onnx for semantic models")
+    if getattr(getattr(model, "roi_heads", None), "mask_predictor", None) is None:
+        raise ValueError(
+            f"export_instance_onnx: {type(model).__name__} is a detector without masks; segkit exports Mask "
+            "R-CNN-style models (boxes, labels, scores, masks). Export it with torch.onnx.export yourself"
+        )
     if opset < MIN_OPSET:
         raise ValueError(f"export_instance_onnx: Mask R-CNN needs opset {MIN_OPSET} or later, got {opset}")
     if len(input_size) != 2 or min(input_size) < 1:

@@ -19,7 +19,8 @@ import numpy as np
 from segkit.datasets.folder_layout import IMAGE_DIRS, find_layout, named_dirs
 from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding
 from segkit.datasets.mask_messages import bad_value_message
-from segkit.datasets.mask_stats import count_masks, evenly_spaced
+from segkit.datasets.mask_stats import count_masks
+from segkit.datasets.subsample import evenly_spaced
 
 __all__ = ["folder_mask_files", "shared_encoding", "split_encoding", "split_line"]
 

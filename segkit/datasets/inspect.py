@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from segkit.datasets.subsample import evenly_spaced
+
 __all__ = ["channel_stats", "class_pixel_counts", "format_counts"]
 
 _CHUNK = 1 << 20  # pixels per float64 block: bounded memory on large tiles
@@ -86,8 +88,7 @@ def channel_stats(dataset: Any, max_images: int | None = None) -> tuple[np.ndarr
     if not hasattr(source, "load_raw"):
         raise TypeError(f"channel_stats: {type(source).__name__} has no load_raw (a segkit file dataset is needed)")
     if max_images is not None and 0 < max_images < len(indices):
-        picks = np.unique(np.linspace(0, len(indices) - 1, max_images).round().astype(np.int64))
-        indices = [indices[int(i)] for i in picks]
+        indices = [indices[i] for i in evenly_spaced(len(indices), max_images)]
     skip = getattr(source, "on_bad_sample", "raise") == "skip"
     shift: np.ndarray | None = None
     total = squares = np.zeros(0)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from segkit.datasets.summary import spread_indices
+from segkit.datasets.subsample import evenly_spaced
 
 __all__ = ["InstanceStats", "instance_stats", "instance_summary_text"]
 
@@ -80,7 +80,7 @@ def instance_stats(dataset: Any, max_images: int | None = None) -> InstanceStats
         The ``InstanceStats`` of the images read.
     """
     k = int(dataset.num_classes)
-    indices = spread_indices(len(dataset), max_images)
+    indices = evenly_spaced(len(dataset), max_images)
     instances, crowd, images = (np.zeros(k, np.int64) for _ in range(3))
     by_area = np.zeros((k, 3), np.int64)
     sizes: Counter = Counter()

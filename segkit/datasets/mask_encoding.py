@@ -24,10 +24,10 @@ from segkit.datasets.mask_messages import (
 from segkit.datasets.mask_stats import (
     MaskStats,
     count_masks,
-    evenly_spaced,
     is_lossy,
     mask_header,
 )
+from segkit.datasets.subsample import evenly_spaced
 
 __all__ = ["KINDS", "MaskEncoding", "MaskEncodingError", "MaskEncodingWarning", "detect_mask_encoding"]
 

@@ -19,7 +19,7 @@ from segkit.datasets.decoding import read_mask
 if TYPE_CHECKING:
     from segkit.datasets.mask_encoding import MaskEncoding
 
-__all__ = ["MaskHeader", "MaskStats", "count_masks", "evenly_spaced", "is_lossy", "mask_header", "palette_block"]
+__all__ = ["MaskHeader", "MaskStats", "count_masks", "is_lossy", "mask_header", "palette_block"]
 
 # A 0/255 set with stray values: the strays are at most this share of the pixels read...
 STRAY_SHARE = 1e-3
@@ -67,13 +67,6 @@ def is_lossy(path: str | Path) -> str | None:
     if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8 ":
         return "lossy WebP"
     return None
-
-
-def evenly_spaced(n: int, k: int) -> list[int]:
-    """``min(n, k)`` indices spread evenly over ``range(n)``, first and last included."""
-    if n <= k:
-        return list(range(n))
-    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
 
 
 @dataclass

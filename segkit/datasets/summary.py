@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from segkit.datasets.subsample import evenly_spaced
+
 __all__ = ["LabelStats", "dataset_warnings", "label_stats", "median_frequency_weights", "summary_text"]
 
 
@@ -38,11 +40,6 @@ class LabelStats:
         return int(self.pixels.sum()) + self.ignored
 
 
-def spread_indices(n: int, max_images: int | None) -> Any:
-    """The indices of ``n`` samples to read: all of them, or ``max_images`` evenly spaced (first and last kept)."""
-    return range(n) if max_images is None or max_images >= n else np.linspace(0, n - 1, max_images).astype(int)
-
-
 def label_stats(dataset: Any, max_images: int | None = None) -> LabelStats:
     """Read the raw masks of ``dataset`` (``load_raw`` when it has one, else ``dataset[i]["mask"]``).
 
@@ -54,7 +51,7 @@ def label_stats(dataset: Any, max_images: int | None = None) -> LabelStats:
         The ``LabelStats`` of the images read.
     """
     k = int(dataset.num_classes)
-    indices = spread_indices(len(dataset), max_images)
+    indices = evenly_spaced(len(dataset), max_images)
     pixels, images, present = (np.zeros(k + 1, np.int64) for _ in range(3))
     sizes: Counter = Counter()
     for i in indices:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from segkit.datasets.wrappers import DatasetInfo, dataset_info
-from segkit.losses import LOSSES, CombinedLoss, build_loss
+from segkit.losses import LOSSES, CombinedLoss, build_loss, loss_weights
 from segkit.models.smp import aux_head
 
 __all__ = [
@@ -171,7 +171,8 @@ def build_loss_for_dataset(
     kwargs = dict(params or {})
     if isinstance(name, nn.Module):
         loss = build_loss(name, **kwargs)
-    elif isinstance(name, str) and "+" not in name:
+    elif loss_weights(name) is None:
+        name = str(name)
         if "ignore_index" not in kwargs and _takes_ignore_index(name.strip()):
             kwargs["ignore_index"] = ignore_index
         loss = build_loss(name, **kwargs)
@@ -182,8 +183,7 @@ def build_loss_for_dataset(
 
 
 def _per_term(name: str | Mapping[str, float], kwargs: dict[str, Any], ignore_index: int) -> dict[str, Any]:
-    terms = [p.strip() for p in name.split("+") if p.strip()] if isinstance(name, str) else [str(k) for k in name]
-    for term in terms:
+    for term in loss_weights(name) or {}:
         own = dict(kwargs.get(term) or {})
         if "ignore_index" not in own and _takes_ignore_index(term):
             own["ignore_index"] = ignore_index

@@ -26,7 +26,29 @@ from segkit.losses import (  # noqa: E402,F401
 from segkit.losses.class_presence import ClassPresenceLoss, class_presence, class_presence_loss  # noqa: E402
 from segkit.losses.combined import CombinedLoss  # noqa: E402
 
-__all__ = ["LOSSES", "ClassPresenceLoss", "CombinedLoss", "build_loss", "class_presence", "class_presence_loss"]
+__all__ = [
+    "LOSSES",
+    "ClassPresenceLoss",
+    "CombinedLoss",
+    "build_loss",
+    "class_presence",
+    "class_presence_loss",
+    "loss_weights",
+]
+
+
+def loss_weights(name: str | Mapping[str, float]) -> dict[str, float] | None:
+    """The terms of a combined loss and their weights, or None for a single loss name.
+
+    Args:
+        name: ``"ce"`` (None), ``"ce+dice"`` (``{"ce": 1.0, "dice": 1.0}``) or ``{"ce": 1, "dice": 0.5}``.
+
+    Returns:
+        ``{term: weight}`` with float weights, or None.
+    """
+    if isinstance(name, str):
+        return {part.strip(): 1.0 for part in name.split("+") if part.strip()} if "+" in name else None
+    return {str(k): float(v) for k, v in name.items()}
 
 
 def build_loss(name: str | Mapping[str, float] | nn.Module, **kwargs: Any) -> nn.Module:
@@ -46,14 +68,11 @@ def build_loss(name: str | Mapping[str, float] | nn.Module, **kwargs: Any) -> nn
         if kwargs:
             raise TypeError("build_loss: keyword arguments are only accepted with a loss name")
         return name
-    if isinstance(name, str) and "+" not in name:
-        return LOSSES.build(name.strip(), **kwargs)
-    if isinstance(name, str):
-        weights = {part.strip(): 1.0 for part in name.split("+") if part.strip()}
-    elif isinstance(name, Mapping):
-        weights = {str(k): float(v) for k, v in name.items()}
-    else:
+    if not isinstance(name, (str, Mapping)):
         raise TypeError(f"build_loss: expected a name, a mapping or an nn.Module, got {type(name).__name__}")
+    weights = loss_weights(name)
+    if weights is None:
+        return LOSSES.build(str(name).strip(), **kwargs)
     unknown = set(kwargs) - set(weights)
     if unknown:
         raise TypeError(
