@@ -8,6 +8,7 @@ from typing import Any
 
 from segkit.datasets import build_dataset, dataset_info
 from segkit.engine.batches import build_loss_for_dataset
+from segkit.engine.inputs import model_arguments
 from segkit.engine.rng import seed_everything
 from segkit.models import build_model
 
@@ -32,11 +33,8 @@ def trainer_arguments(cfg: Any, overrides: dict[str, Any]) -> tuple[tuple[Any, .
     train_ds = build_dataset(cfg.data.name, **cfg.data.split_params("train"))
     val_params = cfg.data.split_params("val")
     val_ds = build_dataset(cfg.data.name, **val_params) if val_params is not None else None
-    model_kwargs = dict(cfg.model.params)
     info = dataset_info(train_ds)
-    model_kwargs.setdefault("num_classes", info.num_classes)
-    if (info.in_channels or 3) != 3:  # multi-band images: the model's input width comes from the data
-        model_kwargs.setdefault("in_channels", info.in_channels)
+    model_kwargs = model_arguments(cfg.model.params, info.num_classes, info.in_channels)
     model = build_model(cfg.model.name, **model_kwargs)
     loss = None if cfg.loss is None else build_loss_for_dataset(cfg.loss.name, info.ignore_index, cfg.loss.params)
     kwargs = {**dataclasses.asdict(cfg.train), **overrides}

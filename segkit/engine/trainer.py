@@ -35,7 +35,7 @@ from segkit.engine.finetune import (
     set_frozen,
     unfreeze_factors,
 )
-from segkit.engine.inputs import as_dataset, resolve_device, to_device
+from segkit.engine.inputs import as_dataset, model_arguments, resolve_device, to_device
 from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.precision import resolve_amp
@@ -360,14 +360,9 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
     def _build_model(self, model: nn.Module | str | Mapping[str, Any]) -> nn.Module:
         if isinstance(model, nn.Module):
             return model
-        # Images with other than 3 channels (multi-band TIFFs): the input width comes from the data.
-        extra = {"in_channels": self.in_channels} if self.in_channels not in (None, 3) else {}
-        if isinstance(model, str):
-            return build_model(model, num_classes=self.num_classes, **extra)
-        kwargs = {**extra, **dict(model)}
-        name = kwargs.pop("name")
-        kwargs.setdefault("num_classes", self.num_classes)
-        return build_model(name, **kwargs)
+        spec = {"name": model} if isinstance(model, str) else dict(model)
+        kwargs = model_arguments(spec, self.num_classes, self.in_channels)
+        return build_model(kwargs.pop("name"), **kwargs)
 
     @property
     def module(self) -> nn.Module:
