@@ -33,9 +33,11 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# `make demo EPOCHS=2` trains a shorter run (the config's 6 epochs by default).
+EPOCHS ?=
 demo: $(STAMP)
 	@echo "== training U-Net on the built-in synthetic shapes data (configs/shapes_unet.yaml)"
-	$(BIN)/segkit train --config configs/shapes_unet.yaml
+	$(BIN)/segkit train --config configs/shapes_unet.yaml $(if $(EPOCHS),--set train.epochs=$(EPOCHS))
 	@$(MAKE) --no-print-directory demo-images
 	@echo "== predicting them with the best checkpoint"
 	$(BIN)/segkit predict --checkpoint runs/shapes_unet/best.pt runs/demo_images --out runs/demo_predictions

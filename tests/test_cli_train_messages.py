@@ -108,9 +108,11 @@ def test_best_table_validates_best_pt_again_when_the_last_epoch_was_not_the_best
     torch.nn.init.zeros_(trainer.module.head.weight)  # the trainer's weights now differ from best.pt's
     torch.nn.init.constant_(trainer.module.head.bias, 0.0)
     trainer.module.head.bias.data[3] = 1.0  # predicts class 3 everywhere
-    table = _best_table(trainer, {**metrics, "val/miou": -1.0})  # the last epoch not the best: best.pt reloaded
+    worse = trainer.validate()  # a last epoch worse than best.pt: its confusion matrix is the last one
+    table = _best_table(trainer, {**metrics, "val/miou": worse["miou"]})  # best.pt reloaded and validated
     reference = Trainer(TinyNet(num_classes=4), "ce", None, val, out_dir=tmp_path / "ref")
     reference.module.load_state_dict(load_checkpoint(tmp_path / "best.pt")["model"])
     reference.validate()
     assert table.splitlines()[1:] == reference.last_confusion.table().splitlines()
+    assert worse["miou"] != pytest.approx(metrics["val/miou"], abs=1e-4)  # the two tables differ
     assert _table_rows(table)["mean"][0] == pytest.approx(metrics["val/miou"], abs=1e-4)
