@@ -29,7 +29,7 @@ class NonfiniteSkipping:
     nonfinite_steps: int
     epoch: int
     global_step: int
-    _consecutive_nonfinite: int
+    state: Any  # the Trainer's TrainState
     _nonfinite_state: torch.Tensor
     _skip_on_device: bool
 
@@ -71,11 +71,11 @@ class NonfiniteSkipping:
             return
         _, total, run, worst = (int(v) for v in self._nonfinite_state.tolist())
         new_skips = total - self.nonfinite_steps
-        self.nonfinite_steps, self._consecutive_nonfinite = total, run
+        self.nonfinite_steps, self.state.consecutive_nonfinite = total, run
         if new_skips:
             self._take_back_steps(new_skips)
         if worst >= self.max_nonfinite:
-            self._consecutive_nonfinite = worst
+            self.state.consecutive_nonfinite = worst
             self._raise_nonfinite()
 
     def _take_back_steps(self, count: int) -> None:
@@ -92,12 +92,12 @@ class NonfiniteSkipping:
 
     def _skip_nonfinite(self) -> None:
         self.nonfinite_steps += 1
-        self._consecutive_nonfinite += 1
-        if self._consecutive_nonfinite >= self.max_nonfinite:
+        self.state.consecutive_nonfinite += 1
+        if self.state.consecutive_nonfinite >= self.max_nonfinite:
             self._raise_nonfinite()
 
     def _raise_nonfinite(self) -> None:
         raise FloatingPointError(
-            f"training stopped: {self._consecutive_nonfinite} consecutive non-finite losses at epoch "
+            f"training stopped: {self.state.consecutive_nonfinite} consecutive non-finite losses at epoch "
             f"{self.epoch + 1}, step {self.global_step} (lower the lr, enable grad_clip, or check the data)"
         )

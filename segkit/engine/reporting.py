@@ -11,7 +11,7 @@ from torch import nn
 
 from segkit.datasets.base import default_palette
 from segkit.datasets.normalization import Normalization
-from segkit.engine.resume import truncate_jsonl
+from segkit.engine.training_state import truncate_jsonl
 from segkit.tracking import build_tracker
 from segkit.viz import overlay_mask
 
@@ -97,8 +97,8 @@ def open_trackers(trainer: Trainer) -> list[Any]:
     from ``metrics.jsonl`` first, so no step appears twice.
     """
     trainer.out_dir.mkdir(parents=True, exist_ok=True)
-    if trainer._resumed_step is not None:
-        truncate_jsonl(trainer.out_dir / "metrics.jsonl", trainer._resumed_step)
+    if trainer.state.resumed_step is not None:
+        truncate_jsonl(trainer.out_dir / "metrics.jsonl", trainer.state.resumed_step)
     specs: list[Any] = ["jsonl"] + [s for s in trainer.tracker_specs if s != "jsonl"]
     trackers = [build_tracker(s, run_dir=str(trainer.out_dir)) for s in specs]
     params = run_params(trainer)

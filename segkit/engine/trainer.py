@@ -24,7 +24,6 @@ from segkit.datasets.bad_samples import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
 from segkit.engine.batches import aux_head_classes, build_loss_for_dataset, data_info, last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from segkit.engine.checkpointing import CheckpointMethods
 from segkit.engine.compiling import compile_module, compile_probe, resolve_compile, uncompiled
 from segkit.engine.ema import ModelEMA
 from segkit.engine.finetune import (
@@ -40,10 +39,10 @@ from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.precision import resolve_amp
 from segkit.engine.reporting import epoch_line, log_visuals, open_trackers
-from segkit.engine.resume import gather_rng_states
 from segkit.engine.rng import seed_everything
 from segkit.engine.sampling import ResumableSampler, SeededAugmentation
 from segkit.engine.time_budget import TimeBudget
+from segkit.engine.training_state import TrainingStateMethods, TrainState, gather_rng_states
 from segkit.inference import Predictor
 from segkit.losses import class_presence_loss
 from segkit.metrics import evaluate
@@ -73,7 +72,12 @@ def resolve_task(task: str | None, model: nn.Module) -> str:
     return task
 
 
-class Trainer(NonfiniteSkipping, CheckpointMethods):
+def _state_attribute(name: str, doc: str) -> Any:
+    """A Trainer attribute that reads and writes ``trainer.state.<name>`` (the one object of progress)."""
+    return property(lambda self: getattr(self.state, name), lambda self, v: setattr(self.state, name, v), doc=doc)
+
+
+class Trainer(NonfiniteSkipping, TrainingStateMethods):
     """Train and validate a segmentation model (semantic, or instance with a torchvision-style detector).
 
     The loop, in pseudocode (hooks in brackets are callback hooks)::
@@ -200,6 +204,12 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         config: the resolved config dict, saved beside checkpoints.
     """
 
+    # Read and written through the one state object (``trainer.state``, what checkpoints hold by name).
+    epoch = _state_attribute("epoch", "Epochs finished (the 0-based index of the epoch in progress).")
+    global_step = _state_attribute("global_step", "Optimizer steps taken.")
+    batches_done = _state_attribute("batches_done", "Batches of the current epoch consumed (exact resume).")
+    nonfinite_steps = _state_attribute("nonfinite_steps", "Batches skipped as non-finite over the run.")
+
     def __init__(
         self,
         model: nn.Module | str | Mapping[str, Any],
@@ -321,20 +331,13 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
         self.tracker_specs = list(trackers)
         self.trackers: list[Any] = []
 
-        self.epoch = 0
-        self.global_step = 0
-        self.batches_done = 0  # batches of the current epoch already consumed (for exact resume)
+        self.state = TrainState(epoch_loss=torch.zeros(2, device=self.device))  # epoch, step, position, losses
         self.should_stop = False
         self.stopped_mid_epoch = False  # max_minutes spent inside an epoch (see TimeBudget.batch_end)
-        self.nonfinite_steps = 0
-        self._consecutive_nonfinite = 0
         self._window_finite = 0  # finite batches in the current accumulation window (host path)
-        self._rng_ranks: tuple[int, list[dict[str, Any]]] | None = None  # (global_step, RNG state of each rank)
         # On-device non-finite bookkeeping (see _flag_nonfinite): [this step is skipped, total, run, worst run].
         self._nonfinite_state = torch.zeros(4, device=self.device)
         self._skip_on_device = False
-        self._epoch_loss = torch.zeros(2, device=self.device)  # (sum, count) of the epoch's finite losses
-        self._resumed_step: int | None = None
         self._padding_noted = False
         self.optimizer: torch.optim.Optimizer
         self.scheduler: Any = None
@@ -614,7 +617,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                     self._skip_nonfinite()  # left out of its window, as if it were not in the data
                     finite, backward = torch.zeros((), device=self.device), False
                 else:
-                    self._consecutive_nonfinite = 0
+                    self.state.consecutive_nonfinite = 0
                     self._window_finite += 1
                     finite = torch.ones((), device=self.device)
                 if backward:
@@ -624,7 +627,7 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
             if self._compile_untimed:
                 self._report_compile_time(step_start)
             kept = torch.where(finite > 0, loss.detach().float(), 0.0)  # a skipped loss stays out of the mean
-            self._epoch_loss += torch.stack([kept, finite])
+            self.state.epoch_loss += torch.stack([kept, finite])
             images += len(batch["image"])
             self.batches_done = i + 1
             if boundary:
@@ -646,10 +649,10 @@ class Trainer(NonfiniteSkipping, CheckpointMethods):
                 self._call("on_train_batch_end", out)
         self._check_nonfinite()
         elapsed = time.perf_counter() - start
-        total = self._epoch_loss.clone()
+        total = self.state.epoch_loss.clone()
         if self.dist.enabled:
             torch.distributed.all_reduce(total)
-        self._epoch_loss.zero_()
+        self.state.epoch_loss.zero_()
         if skipped.epoch_count and self.is_main_process:
             print(skipped.end_epoch(), file=sys.stderr, flush=True)
         return {

@@ -21,6 +21,6 @@ def test_every_train_config_field_is_a_trainer_argument_with_the_same_default():
     params = inspect.signature(Trainer.__init__).parameters
     fields = {f.name: _field_default(f) for f in dataclasses.fields(TrainConfig)}
     arguments = {n: p.default for n, p in params.items() if n != "self" and n not in NOT_CONFIG}
-    assert set(fields) == set(arguments), (set(fields) ^ set(arguments))
+    assert set(fields) == set(arguments), set(fields) ^ set(arguments)
     differing = {n: (arguments[n], fields[n]) for n in fields if arguments[n] != fields[n]}
     assert not differing, f"Trainer default vs TrainConfig default: {differing}"

@@ -12,8 +12,8 @@ import torch
 
 from segkit import Trainer
 from segkit.checkpoint import load_checkpoint
-from segkit.engine.resume import rng_state_for_rank
 from segkit.engine.sampling import ResumableSampler
+from segkit.engine.training_state import rng_state_for_rank
 from tests.engine._nets import TinyNet
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import torch
 from segkit import Trainer
 from segkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from segkit.engine.callbacks import Callback
-from segkit.engine.resume import check_mid_epoch_position
+from segkit.engine.training_state import check_mid_epoch_position
 from tests.engine._kill import KillAfterStep
 from tests.engine._nets import TinyNet
 

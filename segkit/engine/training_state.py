@@ -1,17 +1,20 @@
-"""Training-state save and restore for exact resume: what a checkpoint holds, where resume finds it,
-the per-rank RNG states and partial epoch loss, and the metrics rows an interrupted run logged after its
-checkpoint."""
+"""The training state: ``TrainState`` (where a run is), what a checkpoint holds and how it is read back, by name
+(model, optimizer, scheduler, scaler, EMA, each callback, the time budget), where resume finds it, the per-rank RNG
+states and partial epoch loss, and the metrics rows an interrupted run logged after its checkpoint.
+``segkit.checkpoint`` is the atomic file writer and safe reader underneath."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
 from segkit.engine.rng import get_rng_state, set_rng_state
 from segkit.models import model_config
 
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
 
 __all__ = [
+    "TrainState",
+    "TrainingStateMethods",
     "callback_key",
     "callback_states",
     "check_mid_epoch_position",
@@ -30,6 +35,62 @@ __all__ = [
     "training_state",
     "truncate_jsonl",
 ]
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the Trainer's one object of progress, written to checkpoints and read back by name.
+
+    Attributes:
+        epoch: epochs finished (the 0-based index of the epoch in progress).
+        global_step: optimizer steps taken.
+        batches_done: batches of the current epoch consumed (exact resume inside an epoch).
+        nonfinite_steps: batches skipped as non-finite over the run.
+        consecutive_nonfinite: the current run of non-finite batches (``max_nonfinite`` stops training).
+        epoch_loss: ``(sum, count)`` of the current epoch's finite losses on this process (a tensor on the device).
+        rng_ranks: ``(global_step, every rank's RNG state)``, gathered under DDP just before a checkpoint.
+        gathered_epoch_loss: ``((epoch, batches_done, global_step), (sum, count) over the ranks)``, the same.
+        resumed_step: the step a resumed run started from (rows logged after it are dropped), or None.
+    """
+
+    epoch: int = 0
+    global_step: int = 0
+    batches_done: int = 0
+    nonfinite_steps: int = 0
+    consecutive_nonfinite: int = 0
+    epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(2))
+    rng_ranks: tuple[int, list[dict[str, Any]]] | None = None
+    gathered_epoch_loss: tuple[tuple[int, int, int], torch.Tensor] | None = None
+    resumed_step: int | None = None
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        """``(epoch, batches_done, global_step)``."""
+        return self.epoch, self.batches_done, self.global_step
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint entries of the position (the epoch loss summed over the ranks when it was gathered)."""
+        gathered = self.gathered_epoch_loss
+        loss = gathered[1] if gathered is not None and gathered[0] == self.position else self.epoch_loss.detach()
+        ranks = self.rng_ranks
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "batches_done": self.batches_done,
+            "epoch_loss": loss.cpu().clone(),
+            "nonfinite": [self.nonfinite_steps, self.consecutive_nonfinite],
+            "rng_ranks": ranks[1] if ranks is not None and ranks[0] == self.global_step else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], rank: int = 0) -> None:
+        """Restore the position. The stored epoch loss is every rank's partial sum: rank 0 carries it, the others
+        restart from zero, and the all-reduce at the epoch's end adds them up once."""
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.batches_done = int(state.get("batches_done", 0))
+        if "epoch_loss" in state:
+            total = state["epoch_loss"].to(self.epoch_loss.device)
+            self.epoch_loss = total if rank == 0 else torch.zeros_like(total)
+        self.nonfinite_steps, self.consecutive_nonfinite = (int(v) for v in state.get("nonfinite", [0, 0]))
 
 
 def find_resume_checkpoint(resume: str | Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -62,23 +123,18 @@ def find_resume_checkpoint(resume: str | Path, out_dir: Path) -> tuple[Path, dic
 
 
 def training_state(trainer: Trainer, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The plain-data checkpoint of a trainer (see ``Trainer.checkpoint_state``)."""
+    """The plain-data checkpoint of a trainer (see ``Trainer.state_dict``)."""
     return {
         "model": trainer.module.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
         "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
-        "epoch": trainer.epoch,
-        "global_step": trainer.global_step,
-        "batches_done": trainer.batches_done,
+        **trainer.state.state_dict(),
         # The sample position of a mid-epoch checkpoint is batches_done * batch_size on each of world_size ranks.
         "batch_size": trainer.batch_size,
         "world_size": trainer.dist.world_size,
-        "epoch_loss": _epoch_loss_total(trainer),
-        "nonfinite": [trainer.nonfinite_steps, trainer._consecutive_nonfinite],
         "rng": get_rng_state(),
-        "rng_ranks": _rank_rng_states(trainer),
         "metrics": {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
         "config": trainer.config,
         # How build_model made the model (name and arguments, no pretrained weights): rebuilt without a config.
@@ -124,15 +180,8 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
     for line in load_callback_states(trainer.callbacks, state.get("callbacks"), source):
         if trainer.is_main_process:
             print(line, flush=True)
-    trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["global_step"])
+    trainer.state.load_state_dict(state, trainer.dist.rank)
     trainer.time_budget.load_state_dict(state.get("time_budget"), trainer)  # after the scheduler: sets its length
-    trainer.batches_done = int(state.get("batches_done", 0))
-    if "epoch_loss" in state:
-        # The stored (sum, count) is the whole partial epoch's, of every rank: rank 0 carries it, the others
-        # restart from zero, and the all-reduce at the epoch's end adds them up once.
-        total = state["epoch_loss"].to(trainer.device)
-        trainer._epoch_loss = total if trainer.dist.rank == 0 else torch.zeros_like(total)
-    trainer.nonfinite_steps, trainer._consecutive_nonfinite = state.get("nonfinite", [0, 0])
     rng = rng_state_for_rank(state, trainer.dist.rank, trainer.dist.world_size)
     if rng is not None:
         set_rng_state(rng)
@@ -271,31 +320,12 @@ def gather_rng_states(trainer: Trainer) -> None:
     if trainer.dist.enabled:
         from segkit.distributed import all_gather_objects
 
-        trainer._rng_ranks = (trainer.global_step, all_gather_objects(get_rng_state()))
+        state = trainer.state
+        state.rng_ranks = (state.global_step, all_gather_objects(get_rng_state()))
         # The partial epoch loss of every rank, summed: rank 0's alone would be part of it.
-        total = trainer._epoch_loss.detach().clone()
+        total = state.epoch_loss.detach().clone()
         torch.distributed.all_reduce(total)
-        trainer._gathered_epoch_loss = (_position(trainer), total.cpu())
-
-
-def _position(trainer: Trainer) -> tuple[int, int, int]:
-    return trainer.epoch, trainer.batches_done, trainer.global_step
-
-
-def _epoch_loss_total(trainer: Trainer) -> torch.Tensor:
-    """The (sum, count) of the current epoch's losses on every rank: the total gathered for this position
-    under DDP, else this process's own."""
-    gathered = trainer._gathered_epoch_loss
-    if gathered is not None and gathered[0] == _position(trainer):
-        return gathered[1].clone()
-    return trainer._epoch_loss.detach().cpu().clone()
-
-
-def _rank_rng_states(trainer: Trainer) -> list[dict[str, Any]] | None:
-    gathered = trainer._rng_ranks
-    if gathered is None or gathered[0] != trainer.global_step:
-        return None
-    return gathered[1]
+        state.gathered_epoch_loss = (state.position, total.cpu())
 
 
 def truncate_jsonl(path: Path, step: int) -> None:
@@ -313,3 +343,87 @@ def truncate_jsonl(path: Path, step: int) -> None:
         if isinstance(row, dict) and int(row.get("step", 0)) <= step:
             kept.append(line + "\n")
     path.write_text("".join(kept))
+
+
+class TrainingStateMethods:
+    """The Trainer's state and checkpoint methods: ``state_dict``/``load_state_dict`` (the whole training state by
+    name), atomic writes of ``last.pt`` / numbered files with the config beside them, and ``fit(resume=...)``'s
+    restore. Mixed into the ``Trainer``."""
+
+    config: dict[str, Any] | None
+    out_dir: Path
+    is_main_process: bool
+    state: TrainState
+
+    @property
+    def module(self) -> nn.Module:  # the Trainer's model without its DDP wrapper
+        raise NotImplementedError
+
+    def state_dict(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The whole training state as plain data (loadable with ``weights_only=True``), each part under its own
+        name: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``ema``, the ``TrainState`` entries (``epoch``,
+        ``global_step``, ``batches_done``, ``epoch_loss``, ``nonfinite``, ``rng_ranks``), ``rng``, ``callbacks``
+        (by ``callback_key``), ``time_budget``, and what serving needs (``model_config``, ``class_names``,
+        ``normalization``, ...). ``metrics`` are stored under ``metrics``."""
+        return training_state(self, metrics)  # type: ignore[arg-type]  # (mixed into the Trainer)
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        """Restore what ``state_dict`` returned, part by part by name (the optimizer and scheduler must exist:
+        ``fit`` builds them first). ``source`` names the file in messages."""
+        restore_training_state(self, state, source)  # type: ignore[arg-type]
+
+    def checkpoint_state(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``state_dict(metrics)`` (the earlier name)."""
+        return self.state_dict(metrics)
+
+    def save_checkpoint(
+        self, path: str | Path, metrics: Mapping[str, Any] | None = None, previous: str | Path | None = None
+    ) -> Path:
+        """Atomically write the checkpoint to ``path`` and the resolved config beside it.
+
+        Args:
+            path: destination file.
+            metrics: stored under ``metrics``.
+            previous: where an existing ``path`` is moved once the new file is complete (or None).
+
+        Raises:
+            CheckpointError: the write failed (e.g. disk full); the message names the file, and any
+                previous file at ``path`` is left intact.
+        """
+        path = save_checkpoint(self.state_dict(metrics), path, previous=previous)
+        if self.config is not None and not (path.parent / "config.yaml").exists():
+            from segkit.config import save_config
+
+            save_config(self.config, path.parent / "config.yaml")
+        return path
+
+    def save_last(self, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write ``last.pt``, keeping the previous one as ``last.prev.pt`` (a fallback for resume)."""
+        return self.save_checkpoint(self.out_dir / "last.pt", metrics, previous=self.out_dir / "last.prev.pt")
+
+    def load_training_state(self, resume: str | Path) -> None:
+        """Restore everything ``state_dict`` saved (called by ``fit(resume=...)``).
+
+        Args:
+            resume: ``"last"`` (with fallback, see ``find_resume_checkpoint``), ``"auto"`` (like
+                ``"last"``, but a run folder without any checkpoint starts a new run: the same command
+                line serves the first start and every elastic restart) or a checkpoint path.
+        """
+        if str(resume) == "auto":
+            names = ("last.pt", "last.prev.pt")
+            if not any((self.out_dir / n).exists() for n in names) and not any(self.out_dir.glob("epoch_*.pt")):
+                self.state.resumed_step = 0  # rows a dead attempt logged before its first checkpoint are dropped
+                if self.is_main_process:
+                    print(f"resume='auto': no checkpoint in {self.out_dir}, starting a new run")
+                return
+            resume = "last"
+        path, state = find_resume_checkpoint(resume, self.out_dir)
+        self.load_state_dict(state, str(path))
+        self.state.resumed_step = self.state.global_step
+        if self.is_main_process:
+            e, b, s = self.state.position
+            print(f"resuming from {path}: epoch {e + 1}, batch {b}, step {s}")
+
+    def weights_finite(self) -> bool:
+        """True when every parameter is finite (checked before writing ``best.pt``)."""
+        return all(bool(torch.isfinite(p).all()) for p in self.module.parameters())
