@@ -273,32 +273,37 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from segkit.inference import Predictor, read_image
+    from segkit.inference import OnnxPredictor, Predictor, read_image, save_mask
+    from segkit.inference.mask_writer import describe_mask_format
     from segkit.viz import draw_instances, overlay_mask
     from segkit.viz.semantic import display_rgb
 
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint,
-        device=args.device,
-        window=args.window,
-        overlap=args.overlap,
-        tta=args.tta,
-        min_confidence=args.min_confidence,
-    )
-    paths: list[Path] = []
-    for item in args.images:
-        p = Path(item)
-        if p.is_dir():
-            paths.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            paths.append(p)
-    if not paths:
-        print("segkit predict: no images found", file=sys.stderr)
+    predictor: Any
+    try:
+        paths = _predict_paths(args)
+        if args.onnx:  # the exported file, prepared from its own metadata exactly as the checkpoint path is
+            predictor = OnnxPredictor(args.onnx, window=args.window, overlap=args.overlap, tta=args.tta)
+    except ValueError as exc:  # an ambiguous list entry, an instance ONNX file: one line
+        print(f"segkit predict: error: {exc}", file=sys.stderr)
         return 2
+    if not paths:
+        print("segkit predict: no images found (give image files, folders or --list)", file=sys.stderr)
+        return 2
+    if not args.onnx:
+        predictor = Predictor.from_checkpoint(
+            args.checkpoint,
+            device=args.device,
+            window=args.window,
+            overlap=args.overlap,
+            tta=args.tta,
+            min_confidence=args.min_confidence,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     palette = predictor.palette if predictor.palette is not None else _fallback_palette()
-    flat_palette = np.asarray(palette, dtype=np.uint8).reshape(-1).tolist()
+    # Masks in the training masks' own encoding (0/255, their palette or colours); instances: label maps.
+    index = args.index_masks or predictor.task == "instance"
+    mask_format = getattr(predictor, "mask_format", None)
     failed = 0
     for path in tqdm(paths, desc="segkit predict", unit="image", disable=args.quiet):
         try:
@@ -316,14 +321,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             mask = np.asarray(result)
             overlay = overlay_mask(display_rgb(image), mask, palette, alpha=args.alpha)  # multi-band: 3 bands shown
         Image.fromarray(overlay).save(out / f"{path.stem}_overlay.png")
-        raw = Image.fromarray(mask.astype(np.uint8), mode="P")
-        raw.putpalette(flat_palette)
-        raw.save(out / f"{path.stem}_mask.png")
+        save_mask(out / f"{path.stem}_mask.png", mask, mask_format, palette, index=index)
     print(
         f"segkit predict: wrote {len(paths) - failed} overlays and masks to {out}"
         + (f" ({failed} skipped)" if failed else "")
+        + f"; masks as {describe_mask_format(mask_format, index)}"
+        + ("" if index or mask_format is None else " (--index-masks for class indices)")
     )
     return 1 if failed == len(paths) else 0
+
+
+def _predict_paths(args: argparse.Namespace) -> list[Path]:
+    """The images of ``segkit predict``: files, folders (their images), and the images ``--list`` names."""
+    from segkit.inference import read_image_list
+
+    paths: list[Path] = []
+    for item in args.images:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            paths.append(p)
+    if args.list:
+        paths.extend(read_image_list(args.list, args.root))
+    elif args.root:
+        raise FileNotFoundError("--root names the folder of a --list's images; give --list too")
+    return paths
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -369,13 +392,40 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 f"std {_rounded(norm['std'])}; outputs boxes, labels, scores, masks"
             )
         else:
-            path = export_onnx(model, args.out, tuple(args.size))
-            io = f"input image (N, 3, {args.size[0]}, {args.size[1]}), output logits"
+            # Everything a runtime without segkit needs rides in the file (docs/deploy.md, examples/onnx_semantic.py).
+            path = export_onnx(
+                model,
+                args.out,
+                tuple(args.size),
+                normalization=ckpt.get("normalization"),
+                class_names=ckpt.get("class_names"),
+                palette=ckpt.get("palette"),
+                ignore_index=int(ckpt.get("ignore_index", 255) or 255),
+                mask_format=ckpt.get("mask_format"),
+                input_size_resize=ckpt.get("input_size"),
+            )
+            io = _semantic_io(path)
     except ValueError as exc:  # a model or size ONNX cannot express: one line, not a traceback
         print(f"segkit export: error: {exc}", file=sys.stderr)
         return 2
     print(f"segkit export: wrote {path} ({io})")
     return 0
+
+
+def _semantic_io(path: Path) -> str:
+    """What the exported semantic file takes, from its metadata: one line for the user."""
+    import json
+
+    import onnx
+
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    size = meta["segkit.graph_size"]
+    hw = "H, W) of any size" if size is None else f"{size[0]}, {size[1]}) only"
+    return (
+        f"input image (N, {meta['segkit.in_channels']}, {hw}, (pixels - mean) / std with mean "
+        f"{_rounded(meta['segkit.input_mean'])} std {_rounded(meta['segkit.input_std'])}; output logits "
+        f"(N, {meta['segkit.num_classes']}, H, W); run it with examples/onnx_semantic.py or segkit predict --onnx"
+    )
 
 
 def _rounded(values: Sequence[float]) -> str:
@@ -567,8 +617,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="write colour overlays and masks for images")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", help="image files or folders")
+    model_file = p.add_mutually_exclusive_group(required=True)
+    model_file.add_argument("--checkpoint", help="a checkpoint (best.pt)")
+    model_file.add_argument("--onnx", help="a semantic ONNX file from segkit export, run with onnxruntime")
+    p.add_argument("images", nargs="*", help="image files or folders")
+    p.add_argument("--list", help="a split list: one image path or stem per line (e.g. val.txt)")
+    p.add_argument("--root", help="the folder --list's names are relative to (default: the list's folder)")
+    p.add_argument(
+        "--index-masks",
+        action="store_true",
+        help="write class indices (palette PNG) instead of the training masks' encoding (0/255, colours, ...)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--device", default="auto")
