@@ -46,6 +46,7 @@ def test_absolute_paths_leaves_names_and_root_relative_folders(tmp_path):
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "train.txt").write_text("a\n")
     (tmp_path / "coco_images").mkdir()
+    (tmp_path / "image").mkdir()  # also in the working directory: the root's own wins
     raw = {
         "model": {"name": "unet", "encoder_weights": "imagenet", "weights": "missing.pt"},
         "data": {
