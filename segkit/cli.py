@@ -397,6 +397,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 model,
                 args.out,
                 tuple(args.size),
+                in_channels=ckpt.get("in_channels"),
                 normalization=ckpt.get("normalization"),
                 class_names=ckpt.get("class_names"),
                 palette=ckpt.get("palette"),

@@ -1,6 +1,9 @@
-"""ONNX export: onnxruntime reproduces PyTorch's logits for every semantic model; ``segkit export`` from a checkpoint."""
+"""ONNX export: onnxruntime reproduces ``Predictor``'s logits for every semantic model at the traced size and
+(graphs that take any size) at others; ``segkit export`` from a checkpoint."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import torch
 from segkit.checkpoint import save_checkpoint
 from segkit.cli import main
 from segkit.export import export_onnx
+from segkit.inference import Predictor
 from segkit.models import build_model
 
 from ._small import SEMANTIC, SMALL
@@ -25,15 +29,30 @@ def _run(path, x: torch.Tensor) -> np.ndarray:
 SIZE = {"pspnet": 96, "upernet": 192}
 
 
+# Measured: these families export graphs that take any H and W; the pooling ones keep the traced size.
+ANY_SIZE = {
+    "unet", "unetplusplus", "fpn", "linknet", "manet", "pan", "segformer", "deeplabv3", "deeplabv3plus",
+    "fastfcn", "segnet", "gated_scnn",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("name", SEMANTIC)
 def test_onnx_matches_pytorch(name: str, tmp_path) -> None:
     model = build_model(name, num_classes=3, **SMALL.get(name, {})).eval()
     size = SIZE.get(name, 64)
     path = export_onnx(model, tmp_path / f"{name}.onnx", (size, size))
-    x = torch.randn(2, 3, size, size)  # batch 2: the batch axis is dynamic
-    with torch.no_grad():
-        expected = model(x).numpy()
-    np.testing.assert_allclose(_run(path, x), expected, atol=1e-4, rtol=0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph_size = json.loads(session.get_modelmeta().custom_metadata_map["segkit.graph_size"])
+    assert graph_size is None or name not in ANY_SIZE
+    # The traced size, then (any-size graphs) odd sides that are not multiples of the model's stride; batch 2:
+    # the batch axis is dynamic. The reference is what `segkit predict` computes around the model.
+    sizes = [(size, size)] + ([(size + 21, size + 45), (size - 27, size + 3)] if graph_size is None else [])
+    predictor = Predictor(model, device="cpu")
+    for h, w in sizes:
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            expected = predictor.predict_logits(x).numpy()
+        np.testing.assert_allclose(_run(path, x), expected, atol=1e-4, rtol=0, err_msg=f"{name} at {h}x{w}")
 
 
 def test_unexportable_size_is_a_clear_error(tmp_path) -> None:
