@@ -2,7 +2,8 @@
 ConfusionMatrix on the full val frames.
 
 Usage: python bench/semantic_peer.py --camvid DIR [--minutes 20] [--install-peer] [--config configs/camvid_unet.yaml]
-       [--peer-model yolo26n-sem.yaml] [--only segkit|yolo] [--eval-only] [--latency] [--write-results]
+       [--peer-model yolo26n-sem.yaml] [--only segkit|yolo] [--eval-only] [--latency | --latency-only]
+       [--write-results [--results-key semantic_peer_run2]]
        (DIR may come from the SEGKIT_CAMVID environment variable instead)
 
 1. Writes CamVid (the SegNet layout the ``camvid`` dataset reads: ``train/ trainannot/ val/ valannot/``, the
@@ -23,6 +24,7 @@ Usage: python bench/semantic_peer.py --camvid DIR [--minutes 20] [--install-peer
    ``--latency-size`` (480x360 and 1024x512) of segkit's checkpoint exported by ``segkit export`` and of the peer's
    own ONNX export (run in the peer venv; Ultralytics rounds sizes up to its stride, the table names the input it
    got), val mIoU beside; ``--latency-checkpoint`` adds more segkit checkpoints (scored on val too).
+   ``--latency-only`` times the models a previous run in ``--out`` scored (its ``scores.json``), nothing else.
 
 Prints the tables; ``--write-results`` writes them into bench/RESULTS.md (blocks ``--results-key`` and
 ``<key>_latency``, replaced on a rerun with the same key). The peer venv and the one-thread runs are bench/_peer.py's.
@@ -253,9 +255,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def ort_latency(path: Path, runs: int = 50, warmup: int = 5) -> tuple[float, tuple[int, ...]]:
-    """Median wall milliseconds of one ONNX Runtime CPU inference (one thread) on a random frame of the model's
-    own input shape (batch 1), after ``warmup`` runs; and that shape."""
+def ort_latency(path: Path, size: tuple[int, int], runs: int = 50, warmup: int = 5) -> tuple[float, tuple[int, ...]]:
+    """Median wall milliseconds of one ONNX Runtime CPU inference (one thread) on a random frame, after ``warmup``
+    runs; and the input shape: the model's own where it is fixed (the peer's rounded size), else batch 1 and
+    ``size`` (H, W; segkit's graphs take any H, W)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -263,7 +266,7 @@ def ort_latency(path: Path, runs: int = 50, warmup: int = 5) -> tuple[float, tup
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
-    shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
+    shape = tuple(d if isinstance(d, int) else n for d, n in zip(inp.shape, (1, 3, *size)))
     x = {inp.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
     for _ in range(warmup):
         session.run(None, x)
@@ -297,7 +300,7 @@ def latency_rows(args: argparse.Namespace, out: Path, python: Path, models: list
                 ):
                     sys.exit(f"segkit export of {model['weights']} at {h}x{w} failed (its message is above)")
                 files[f"{h}x{w}"] = str(path)
-        times = {size: ort_latency(Path(f), args.latency_runs) for size, f in files.items()}
+        times = {size: ort_latency(Path(f), parse_size(size), args.latency_runs) for size, f in files.items()}
         rows.append({**model, "latency": times})
     return rows
 
@@ -354,6 +357,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--weights", choices=("best", "last"), default="best", help="checkpoint scored")
     parser.add_argument("--eval-only", action="store_true", help="score the runs already in --out")
     parser.add_argument("--latency", action="store_true", help="also time ONNX Runtime inference of both")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only time the models scored before in --out (its scores.json)")  # fmt: skip
     parser.add_argument("--latency-size", action="append", default=None, metavar="HxW",
                         help=f"frame size timed (repeatable; default {' '.join(DEFAULT_SIZES)})")  # fmt: skip
     parser.add_argument("--latency-runs", type=int, default=50, help="timed runs per model and size (median)")
@@ -371,20 +376,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    args = parse_args(argv)
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+def train_and_score(args: argparse.Namespace, out: Path, python: Path) -> list[dict[str, Any]]:
+    """Write the data, train both (or read the runs of ``--eval-only``), score both; print (and write) the block."""
     want = {"segkit", "yolo"} if args.only == "both" else {args.only}
     if not args.eval_only:
         t0 = time.perf_counter()
         write_yolo_semantic(args.camvid, out / "data")
         print(f"data written to {out / 'data'} in {time.perf_counter() - t0:.1f} s", flush=True)
     cfg_path, info = segkit_config(ROOT / args.config, args.camvid, out, args)
-    python = args.peer_env / "bin" / "python"
-    if "yolo" in want:
-        python = peer_python(args.peer_env, args.install_peer)
-        (out / "yolo_sem.py").write_text(_YOLO_SCRIPT)
     # --eval-only: the training run's own times, loads and command line
     run = (
         json.loads((out / "wall.json").read_text()) if args.eval_only else train_both(args, out, want, python, cfg_path)
@@ -395,16 +394,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         weights = out / "yolo" / "train" / "weights" / f"{args.weights}.pt"
         scores, params = yolo_scores(python, out, weights, args.camvid, args.imgsz)
         rows.append({"name": f"{peer_label(args.peer_model)} (scratch, {args.peer_model})", "kind": "yolo",
-                     "weights": weights, "wall": run["wall"]["yolo"], "cpu": run["cpu"]["yolo"],
+                     "weights": str(weights), "wall": run["wall"]["yolo"], "cpu": run["cpu"]["yolo"],
                      "epochs": yolo_epochs(out / "yolo" / "train"), "params": params, "scores": scores})  # fmt: skip
     if "segkit" in want:
         weights = out / "segkit" / f"{args.weights}.pt"
         scores, params = segkit_scores(weights, args.camvid)
         epochs, own = segkit_epochs(out / "segkit")
-        rows.append({"name": f"segkit `{args.config}`", "kind": "segkit", "tag": "segkit", "weights": weights,
+        rows.append({"name": f"segkit `{args.config}`", "kind": "segkit", "tag": "segkit", "weights": str(weights),
                      "wall": run["wall"]["segkit"], "cpu": run["cpu"]["segkit"], "epochs": epochs, "own_img_s": own,
                      "params": params, "scores": scores})  # fmt: skip
-    (out / "scores.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows]))
+    (out / "scores.json").write_text(json.dumps(rows))  # what --latency-only reads
     result = table(rows, n_train)
     print(result)
     budget = "train.max_minutes (the Trainer's budget)" if info["budget"] else f"{info['epochs']} epochs (no budget)"
@@ -416,32 +415,54 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"at start {loads(run['load_before'])}, at the end of training {loads(run['load_after'])}. CamVid (SegNet "
         f"split) {n_train} train / {len(camvid_split(args.camvid, 'val'))} val frames; {args.weights}.pt of each "
         "scored by segkit's ConfusionMatrix at the full 480x360 frame (void ignored, mIoU over the 11 classes). "
-        "train img/s = epochs x train images / wall (validation and start-up included; in brackets the Trainer's own "
-        "training-only figure); CPU min = user + system time of the training process (wait4)."
+        "train img/s = epochs x train images / wall (validation and start-up included; a last epoch cut short by "
+        "the peer's `time=` counts whole; in brackets the Trainer's own training-only figure); CPU min = user + "
+        "system time of the training process (wait4)."
     )
     print(block)
     if args.write_results:
         write_results(block + "\n\n" + result, args.results_key, "Semantic segmentation vs YOLO26n-sem (CamVid)")
-    if args.latency:
-        extra = [{"name": f"segkit `{c}`", "kind": "segkit", "tag": f"extra{i}", "weights": c.resolve()}
-                 for i, c in enumerate(args.latency_checkpoint)]  # fmt: skip
-        for model in extra:
-            model["scores"], model["params"] = segkit_scores(model["weights"], args.camvid)
-        timed = latency_rows(args, out, python, rows + extra)
-        text = latency_table(timed)
-        note = (
-            f"ONNX Runtime {metadata.version('onnxruntime')} on the CPU above, one thread (intra/inter op 1, "
-            f"sequential), batch 1, median of {args.latency_runs} runs after 5 warm-up runs, at "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (load {loads(os.getloadavg())}). segkit: "
-            "`segkit export --size H W` of the checkpoint (input HxW, logits out); the peer: its own "
-            "`model.export(format='onnx', imgsz=[H, W])` (defaults; it rounds sizes up to its stride 32: the input "
-            "in brackets). Val mIoU of the run above."
-        )
-        print(text + "\n" + note)
-        if args.write_results:
-            write_results(note + "\n\n" + text, f"{args.results_key}_latency",
-                          "Semantic segmentation: ONNX Runtime CPU latency vs YOLO26n-sem")  # fmt: skip
-        rows = timed
+    return rows
+
+
+def latency_report(args: argparse.Namespace, out: Path, python: Path, rows: list[dict]) -> list[dict[str, Any]]:
+    """Time the scored ``rows`` (and each ``--latency-checkpoint``, scored first); print (and write) the table."""
+    extra = [{"name": f"segkit `{c}`", "kind": "segkit", "tag": f"extra{i}", "weights": str(c.resolve())}
+             for i, c in enumerate(args.latency_checkpoint)]  # fmt: skip
+    for model in extra:
+        model["scores"], model["params"] = segkit_scores(Path(model["weights"]), args.camvid)
+    timed = latency_rows(args, out, python, rows + extra)
+    text = latency_table(timed)
+    note = (
+        f"Command: `python bench/semantic_peer.py {shlex.join(args.args_list)}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {loads(os.getloadavg())}. CPU: "
+        f"{machine()}; ONNX Runtime {metadata.version('onnxruntime')}, one thread (intra/inter op 1, sequential), "
+        f"batch 1, median of {args.latency_runs} runs after 5 warm-up runs. segkit: `segkit export --size H W` of the "
+        "checkpoint (input HxW, logits out); the peer: its own `model.export(format='onnx', imgsz=[H, W])` "
+        "(defaults; it rounds sizes up to its stride 32: the input in brackets). Val mIoU of the scored run in "
+        f"{args.out}."
+    )
+    print(text + "\n" + note)
+    if args.write_results:
+        write_results(note + "\n\n" + text, f"{args.results_key}_latency",
+                      "Semantic segmentation: ONNX Runtime CPU latency vs YOLO26n-sem")  # fmt: skip
+    return timed
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    python = args.peer_env / "bin" / "python"
+    if args.only != "segkit":
+        python = peer_python(args.peer_env, args.install_peer)
+        (out / "yolo_sem.py").write_text(_YOLO_SCRIPT)
+    if args.latency_only:  # the rows that --write-results' run scored
+        rows = json.loads((out / "scores.json").read_text())
+    else:
+        rows = train_and_score(args, out, python)
+    if args.latency or args.latency_only:
+        rows = latency_report(args, out, python, rows)
     return rows
 
 

@@ -189,6 +189,12 @@ def test_end_to_end_with_a_stub_peer(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for row in rows.values():
         ms, shape = row["latency"]["36x48"]
         assert ms > 0 and shape == (1, 3, 36, 48)
+    # --latency-only times what that run scored (its scores.json), without training or scoring again.
+    again = peer.main([*argv[:10], "--latency-only", "--latency-size", "40x64", "--latency-runs", "1"])
+    assert [(r["name"], r["scores"]["miou"]) for r in again] == [
+        (r["name"], r["scores"]["miou"]) for r in rows.values()
+    ]
+    assert all(r["latency"]["40x64"][1] == (1, 3, 40, 64) for r in again)
     text = results.read_text()
     assert "<!-- semantic_peer:start -->" in text and "<!-- semantic_peer_latency:start -->" in text
     assert "python bench/semantic_peer.py --camvid" in text and "load average" in text and "4 train / 3 val" in text
