@@ -19,7 +19,9 @@ class Callback:
         on_fit_start(trainer)
         for each epoch:
             on_epoch_start(trainer)
-            for each batch: on_train_batch_end(trainer, outputs)
+            for each batch:
+                on_step_end(trainer)                      # every rank, after each optimizer step
+                on_train_batch_end(trainer, outputs)
             on_validation_end(trainer, val_metrics)       # when there is validation data
             on_epoch_end(trainer, metrics)                # train and val metrics together
             on_checkpoint(trainer, metrics)               # after every callback's on_epoch_end
@@ -35,6 +37,10 @@ class Callback:
 
     def on_epoch_start(self, trainer: Trainer) -> None:
         """Called before each training epoch."""
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        """Called on every rank after each optimizer step (``trainer.global_step`` counts it). ``ModelCheckpoint``
+        writes the mid-epoch ``last.pt`` here; a collective in this hook runs on every rank alike."""
 
     def on_train_batch_end(self, trainer: Trainer, outputs: dict[str, Any]) -> None:
         """Called after each optimizer step attempt with ``training_step``'s dict (tensors, not synced)."""
@@ -54,7 +60,8 @@ class Callback:
 
 
 class ModelCheckpoint(Callback):
-    """Save ``last.pt`` every epoch and ``best.pt`` when the monitored metric improves.
+    """Save ``last.pt`` every epoch (and every ``trainer.checkpoint_every`` steps) and ``best.pt`` when the
+    monitored metric improves.
 
     ``best.pt`` is never written from non-finite weights or a non-finite metric. With ``keep_last=N``
     the newest ``N`` ``epoch_XXX.pt`` files are kept (older ones deleted); the previous ``last.pt``
@@ -89,6 +96,14 @@ class ModelCheckpoint(Callback):
         value = float(value)
         if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
             self.best, self._improved = value, True
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        # Mid-epoch last.pt: every checkpoint_every steps, and where a max_minutes budget stops the epoch.
+        every = trainer.checkpoint_every
+        if trainer.stopped_mid_epoch or (every and trainer.global_step % every == 0):
+            trainer.sync_for_checkpoint()  # every rank (a collective under DDP), before rank 0 writes
+            if trainer.is_main_process:
+                trainer.save_last()
 
     def on_checkpoint(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if not trainer.is_main_process:

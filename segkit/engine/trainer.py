@@ -93,7 +93,9 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
                 non-finite loss on any rank: skip (all ranks), count, stop after max_nonfinite
                 backward(out["loss"] / window); every `accumulate` batches (the window; a short last one):
                     clip, step, EMA, lr step (a window of non-finite batches only: no step),
-                    log every `log_every` steps, save last.pt every `checkpoint_every` steps
+                    log every `log_every` steps, max_minutes' mid-epoch check (see below)
+                    [on_step_end]                     # every rank; ModelCheckpoint: last.pt every
+                                                      # `checkpoint_every` steps and at a mid-epoch stop
                 [on_train_batch_end(out)]             # not after a batch skipped as non-finite (host path)
             val = validate()                          # EMA weights if ema; confusion matrix or COCO AP;
                                                       # a padded batch: each image predicted at its own size
@@ -560,7 +562,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
                 metrics["epoch"] = epoch
                 self.epoch, self.batches_done = epoch + 1, 0
                 self.time_budget.epoch_end(self)  # max_minutes: plan, re-plan or stop; before the checkpoint
-                gather_rng_states(self)  # every rank: ModelCheckpoint writes on rank 0 in on_checkpoint
+                self.sync_for_checkpoint()  # every rank: ModelCheckpoint writes on rank 0 in on_checkpoint
                 self._call("on_epoch_end", metrics)
                 self._call("on_checkpoint", metrics)
                 self._log(metrics, self.global_step)
@@ -578,77 +580,97 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         return metrics
 
     def _train_one_epoch(self) -> dict[str, float]:
-        if self.frozen and self.unfreeze_at is not None and self.epoch >= self.unfreeze_at:
-            self._unfreeze()
-        self.model.train()
-        hold_frozen_norms(self.module, self.frozen)
-        self.train_sampler.set_position(self.epoch, self.batches_done * self.batch_size)
-        self.train_loader.generator.manual_seed(self.seed + self.epoch)  # worker seeds per epoch
-        bar = tqdm(
-            self.train_loader,
-            desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            leave=False,
-            disable=not (self.is_main_process and sys.stderr.isatty()),
-        )
+        """One pass over the training data (from ``batches_done`` on); returns its loss and images/s."""
+        bar = self._start_epoch()
         start, images = time.perf_counter(), 0
-        self.optimizer.zero_grad(set_to_none=True)
         skipped = BadSampleLog("train data", total=len(self.train_data))  # type: ignore[arg-type]
         for i, batch in enumerate(bar, start=self.batches_done):
             if "bad_samples" in batch:  # files skipped with on_bad_sample="skip" (already reported by the loader)
                 skipped.update(batch["bad_samples"], echo=False)
             self._note_padding(batch)
             batch = self.move_to_device(batch)
-            step_start = time.perf_counter()
             # The window of `accumulate` batches this one belongs to (the epoch's last may be shorter).
             window_start = i - i % self.accumulate
             window = min(self.accumulate, self.batches_per_epoch - window_start)
             boundary = i + 1 == window_start + window
-            # Gradients are all-reduced once per optimizer step, not per accumulated batch.
-            sync = nullcontext() if boundary or not self.dist.enabled else self.model.no_sync()  # type: ignore[operator]
-            with sync:
-                out = self.training_step(batch)
-                loss = out["loss"]
-                backward = True
-                if self._skip_on_device:
-                    finite = self._flag_nonfinite(loss)  # one batch per step: the optimizer masks the update
-                # Every rank must take the same branch (a rank skipping backward would hang DDP): the
-                # flag is OR-ed across ranks. This is the loop's one host sync per step; the skip needs it.
-                elif bool(ddp.any_across_ranks(~torch.isfinite(loss.detach()))):
-                    self._skip_nonfinite()  # left out of its window, as if it were not in the data
-                    finite, backward = torch.zeros((), device=self.device), False
-                else:
-                    self.state.consecutive_nonfinite = 0
-                    self._window_finite += 1
-                    finite = torch.ones((), device=self.device)
-                if backward:
-                    # The mean over the window's batches (a short last window: over its own length).
-                    scaled = loss / window
-                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            if self._compile_untimed:
-                self._report_compile_time(step_start)
-            kept = torch.where(finite > 0, loss.detach().float(), 0.0)  # a skipped loss stays out of the mean
+            out, finite, backward = self._forward_backward(batch, window, boundary)
+            kept = torch.where(finite > 0, out["loss"].detach().float(), 0.0)  # a skipped loss stays out of the mean
             self.state.epoch_loss += torch.stack([kept, finite])
             images += len(batch["image"])
             self.batches_done = i + 1
-            if boundary:
-                stepped = self._finish_window(window, backward)
-                if stepped and self.global_step % self.log_every == 0:
-                    self._check_nonfinite()
-                    if self.is_main_process:
-                        self._log_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
-                stop = stepped and self.time_budget.batch_end(self)  # max_minutes: agreed by every rank
-                if stop or (stepped and self.checkpoint_every and self.global_step % self.checkpoint_every == 0):
-                    self._check_nonfinite()  # the on-device counts settled before they are saved
-                    gather_rng_states(self)  # every rank, before rank 0 writes
-                    if self.is_main_process:
-                        self.save_last()
-                if stop:
-                    self.stopped_mid_epoch = self.should_stop = True
+            if boundary and self._finish_window(window, backward):
+                self._after_step(out, bar, images / max(time.perf_counter() - start, 1e-9))
+                if self.stopped_mid_epoch:
                     break
             if backward:  # a batch skipped on the host is not a training batch for the callbacks either
                 self._call("on_train_batch_end", out)
+        return self._end_epoch(images, time.perf_counter() - start, skipped)
+
+    def _start_epoch(self) -> Any:
+        """Unfreeze when due, train mode, the sampler at the epoch's position and seed; returns the batch iterator."""
+        if self.frozen and self.unfreeze_at is not None and self.epoch >= self.unfreeze_at:
+            self._unfreeze()
+        self.model.train()
+        hold_frozen_norms(self.module, self.frozen)
+        self.train_sampler.set_position(self.epoch, self.batches_done * self.batch_size)
+        self.train_loader.generator.manual_seed(self.seed + self.epoch)  # worker seeds per epoch
+        self.optimizer.zero_grad(set_to_none=True)
+        return tqdm(
+            self.train_loader,
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
+            leave=False,
+            disable=not (self.is_main_process and sys.stderr.isatty()),
+        )
+
+    def _forward_backward(
+        self, batch: dict[str, Any], window: int, boundary: bool
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
+        """``training_step`` and the backward of ``loss / window``, unless the loss is non-finite on any rank.
+
+        Returns:
+            ``(outputs, finite, backward)``: ``finite`` a 0-d tensor (1.0 or 0.0), ``backward`` False when the
+            batch was skipped on the host.
+        """
+        step_start = time.perf_counter()
+        # Gradients are all-reduced once per optimizer step, not per accumulated batch.
+        sync = nullcontext() if boundary or not self.dist.enabled else self.model.no_sync()  # type: ignore[operator]
+        with sync:
+            out = self.training_step(batch)
+            loss = out["loss"]
+            backward = True
+            if self._skip_on_device:
+                finite = self._flag_nonfinite(loss)  # one batch per step: the optimizer masks the update
+            # Every rank must take the same branch (a rank skipping backward would hang DDP): the
+            # flag is OR-ed across ranks. This is the loop's one host sync per step; the skip needs it.
+            elif bool(ddp.any_across_ranks(~torch.isfinite(loss.detach()))):
+                self._skip_nonfinite()  # left out of its window, as if it were not in the data
+                finite, backward = torch.zeros((), device=self.device), False
+            else:
+                self.state.consecutive_nonfinite = 0
+                self._window_finite += 1
+                finite = torch.ones((), device=self.device)
+            if backward:
+                # The mean over the window's batches (a short last window: over its own length).
+                scaled = loss / window
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        if self._compile_untimed:
+            self._report_compile_time(step_start)
+        return out, finite, backward
+
+    def _after_step(self, out: Mapping[str, Any], bar: Any, images_per_s: float) -> None:
+        """After an optimizer step, on every rank: log every ``log_every`` steps, the budget's mid-epoch check, and
+        ``on_step_end`` (``ModelCheckpoint`` writes ``last.pt`` every ``checkpoint_every`` steps and at a stop)."""
+        if self.global_step % self.log_every == 0:
+            self._check_nonfinite()
+            if self.is_main_process:
+                self._log_step(out, bar, images_per_s)
+        self.stopped_mid_epoch = self.time_budget.batch_end(self)  # max_minutes: agreed by every rank
+        self._call("on_step_end")
+        self.should_stop = self.should_stop or self.stopped_mid_epoch
+
+    def _end_epoch(self, images: int, elapsed: float, skipped: BadSampleLog) -> dict[str, float]:
+        """The epoch's loss (summed over the ranks), images/s and non-finite count; the skipped-files line."""
         self._check_nonfinite()
-        elapsed = time.perf_counter() - start
         total = self.state.epoch_loss.clone()
         if self.dist.enabled:
             torch.distributed.all_reduce(total)
@@ -660,6 +682,12 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
             "images_per_s": images * self.dist.world_size / max(elapsed, 1e-9),
             "nonfinite_steps": float(self.nonfinite_steps),
         }
+
+    def sync_for_checkpoint(self) -> None:
+        """Settle the on-device non-finite counts and, under DDP, gather every rank's RNG state and partial epoch
+        loss: a collective, so call it on every rank right before rank 0 writes a checkpoint."""
+        self._check_nonfinite()
+        gather_rng_states(self)
 
     def _finish_window(self, window: int, synced: bool) -> bool:
         """End an accumulation window with one optimizer step over its finite batches.

@@ -59,6 +59,9 @@ def test_callback_hook_order(tmp_path, tiny_shapes):
             assert "loss" in outputs
             calls.append("batch_end")
 
+        def on_step_end(self, trainer):
+            calls.append(f"step_end{trainer.global_step}")
+
         def on_validation_end(self, trainer, metrics):
             assert "miou" in metrics
             calls.append("validation_end")
@@ -83,8 +86,12 @@ def test_callback_hook_order(tmp_path, tiny_shapes):
         callbacks=[Recorder()],
         out_dir=tmp_path,
     ).fit()
-    epoch = ["epoch_start", "batch_end", "batch_end", "validation_end", "epoch_end", "checkpoint"]
-    assert calls == ["fit_start", *epoch, *epoch, "fit_end"]
+
+    def epoch(first_step):
+        steps = [[f"step_end{first_step + k}", "batch_end"] for k in range(2)]
+        return ["epoch_start", *steps[0], *steps[1], "validation_end", "epoch_end", "checkpoint"]
+
+    assert calls == ["fit_start", *epoch(1), *epoch(3), "fit_end"]
 
 
 def test_subclass_overrides_compute_loss(tmp_path, tiny_shapes):
