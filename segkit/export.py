@@ -48,7 +48,7 @@ def export_onnx(
     stride multiple (reflect at the bottom/right, as ``PadToMultiple`` does in PyTorch), runs the model,
     crops the logits back and resizes logits of a lower resolution to the input's, so its logits are
     ``Predictor``'s. The export is checked with onnxruntime at a second size; a model whose graph holds
-    sizes fixed at export (pyramid pooling into fixed bins: PSPNet, UPerNet, DDRNet's DAPPM) is exported
+    sizes fixed at export (pyramid pooling into fixed bins: PSPNet, UPerNet) is exported
     at ``input_size`` only, with a warning, and the file says so (``segkit.graph_size``). The file's
     metadata (``session.get_modelmeta().custom_metadata_map``, JSON values) holds what a deployer needs:
     ``segkit.task`` ("semantic"), ``segkit.input_mean`` / ``segkit.input_std`` (raw pixel units:
