@@ -25,6 +25,26 @@ PEER_SPECS = ("ultralytics==8.4.190", "onnxslim>=0.1.82")
 SEGKIT_MAIN = "import sys, torch; torch.set_num_threads(1); from segkit.cli import main; sys.exit(main())"
 
 
+# The head of each peer script (run by the peer venv's python as ``script MODE JSON_ARGS``): one thread, no telemetry,
+# hub or logger integrations (mlflow is importable from segkit's env and would log), and the training both benches do.
+PEER_PRELUDE = r'''
+import json, sys
+import torch
+torch.set_num_threads(1)
+from ultralytics import YOLO, settings
+mode, args = sys.argv[1], json.loads(sys.argv[2])
+settings.update({k: False for k in ("sync", "hub", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard",
+                                    "wandb", "vscode_msg", "openvino_msg") if k in settings})
+
+
+def train(project):
+    """args["model"] from scratch on the CPU for args["hours"] (Ultralytics' time= plan), no AMP, no plots."""
+    YOLO(args["model"]).train(data=args["data"], time=args["hours"], epochs=args["epochs"], imgsz=args["imgsz"],
+                              batch=args["batch"], workers=0, device="cpu", amp=False, plots=False, pretrained=False,
+                              project=project, name="train", exist_ok=True, seed=0, verbose=False)
+'''
+
+
 def one_thread_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment with every math library held to one thread (plus ``extra``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",

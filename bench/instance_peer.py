@@ -41,6 +41,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_peer.py, also when loaded from a file by a test
 from _peer import (  # noqa: E402
+    PEER_PRELUDE,
     PEER_SPECS,
     ROOT,
     SEGKIT_MAIN,
@@ -210,22 +211,13 @@ def write_coco_folder(root: Path, coco_dir: Path, num_val: int) -> list[dict[str
 
 # -------------------------------------------------------------------------------------------------- runs
 
-_YOLO_SCRIPT = r'''
-"""Run by bench/instance_peer.py inside the peer environment: train a YOLO segment model or predict with it."""
-import json, sys, time
+_YOLO_SCRIPT = (
+    PEER_PRELUDE
+    + r"""
+# Run by bench/instance_peer.py inside the peer environment: train a YOLO segment model or predict with it.
 import numpy as np
-import torch
-torch.set_num_threads(1)
-from ultralytics import YOLO, settings
-mode, args = sys.argv[1], json.loads(sys.argv[2])
-# No telemetry, hub or logger integrations (mlflow is importable from segkit's env and would log).
-settings.update({k: False for k in ("sync", "hub", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard",
-                                    "wandb", "vscode_msg", "openvino_msg") if k in settings})
 if mode == "train":
-    model = YOLO(args["model"])
-    model.train(data=args["data"], time=args["hours"], epochs=args["epochs"], imgsz=args["imgsz"],
-                batch=args["batch"], workers=0, device="cpu", amp=False, plots=False, pretrained=False,
-                project=args["project"], name="train", exist_ok=True, seed=0, verbose=False)
+    train(args["project"])
 else:
     from pycocotools import mask as mask_util
     model = YOLO(args["weights"])
@@ -242,7 +234,8 @@ else:
             out.append({"image_id": image_id, "category_id": args["categories"][int(cls)], "score": float(score),
                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "segmentation": rle})
     json.dump(out, open(args["out"], "w"))
-'''
+"""
+)
 
 
 def segkit_config(

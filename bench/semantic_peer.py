@@ -50,6 +50,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_peer.py, also when loaded from a file by a test
 from _peer import (  # noqa: E402
+    PEER_PRELUDE,
     ROOT,
     SEGKIT_MAIN,
     budget_train,
@@ -113,24 +114,17 @@ def write_yolo_semantic(root: Path, out: Path) -> Path:
 
 # -------------------------------------------------------------------------------------------------- runs
 
-_YOLO_SCRIPT = r'''
-"""Run by bench/semantic_peer.py inside the peer environment: train a YOLO semantic model, predict or export it."""
-import json, shutil, sys
+_YOLO_SCRIPT = (
+    PEER_PRELUDE
+    + r"""
+# Run by bench/semantic_peer.py inside the peer environment: train a YOLO semantic model, predict or export it.
+import shutil
 from pathlib import Path
 import numpy as np
-import torch
-torch.set_num_threads(1)
 from PIL import Image
-from ultralytics import YOLO, settings
-mode, args = sys.argv[1], json.loads(sys.argv[2])
-# No telemetry, hub or logger integrations (mlflow is importable from segkit's env and would log).
-settings.update({k: False for k in ("sync", "hub", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard",
-                                    "wandb", "vscode_msg", "openvino_msg") if k in settings})
 out = Path(args["out"])
 if mode == "train":
-    YOLO(args["model"]).train(data=args["data"], time=args["hours"], epochs=args["epochs"], imgsz=args["imgsz"],
-                              batch=args["batch"], workers=0, device="cpu", amp=False, plots=False, pretrained=False,
-                              project=str(out), name="train", exist_ok=True, seed=0, verbose=False)
+    train(str(out))
 elif mode == "predict":  # class maps at the original size (uint8 PNG per image stem)
     model = YOLO(args["weights"])
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +138,8 @@ else:  # export: its own ONNX export (defaults) at each size
         f = YOLO(args["weights"]).export(format="onnx", imgsz=[h, w], device="cpu", verbose=False)
         files[f"{h}x{w}"] = str(shutil.move(f, out / f"yolo_{h}x{w}.onnx"))
     json.dump(files, open(out / "yolo_onnx.json", "w"))
-'''
+"""
+)
 
 
 def segkit_config(base: Path, camvid: Path, out: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:

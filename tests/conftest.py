@@ -25,3 +25,16 @@ def tiny_shapes():
         return build_dataset("shapes", split=split, num_images=n, image_size=size, **kw)
 
     return make
+
+
+@pytest.fixture
+def fake_peer_env(tmp_path):
+    """A stand-in for bench's peer venv (runs/peer_env): its ``bin/python`` runs this interpreter, so a stub peer
+    script (the test's) runs without ultralytics."""
+    import sys
+
+    python = tmp_path / "peer_env" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return python.parents[1]

@@ -119,20 +119,14 @@ Path(args["project"]).mkdir(parents=True)
 """
 
 
-def test_each_peer_model_trains_in_its_own_run(tmp_path: Path) -> None:
+def test_each_peer_model_trains_in_its_own_run(tmp_path: Path, fake_peer_env: Path) -> None:
     """Every --peer-model is trained (its yaml passed to the peer), into its own folder, timed under its own name."""
-    import sys
-
-    python = tmp_path / "peer_env" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python.chmod(0o755)
     out = tmp_path / "out"
     out.mkdir()
     (out / "yolo_run.py").write_text(_STUB)
     args = peer.parse_args(["--peer-model", "yolo26n-seg.yaml", "--peer-model", "yolov8n-seg.yaml", "--minutes", "3"])
     args.imgsz = 64
-    run = peer.train_all(args, out, {}, {"yolo"}, python, {"batch": 4})
+    run = peer.train_all(args, out, {}, {"yolo"}, fake_peer_env / "bin" / "python", {"batch": 4})
     assert set(run["wall"]) == set(run["cpu"]) == {"yolo_yolo26n-seg", "yolo_yolov8n-seg"}
     for name, model in (("yolo_yolo26n-seg", "yolo26n-seg.yaml"), ("yolo_yolov8n-seg", "yolov8n-seg.yaml")):
         got = json.loads((out / name / "args.json").read_text())

@@ -5,7 +5,6 @@ installed here) is a stub script that answers each of its modes: it "predicts" t
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +146,7 @@ else:
 """
 
 
-def test_end_to_end_with_a_stub_peer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_end_to_end_with_a_stub_peer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_peer_env: Path) -> None:
     raw = write_fake_camvid(tmp_path / "camvid")
     config = {
         "model": {"name": "unet", "encoder": "resnet18", "encoder_weights": None, "decoder_channels": [16, 8, 8, 8, 8]},
@@ -156,15 +155,11 @@ def test_end_to_end_with_a_stub_peer(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "train": {"epochs": 2, "batch_size": 2, "lr": 0.01, "seed": 0},
     }  # fmt: skip
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    python = tmp_path / "peer_env" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python.chmod(0o755)
     monkeypatch.setattr(peer, "_YOLO_SCRIPT", _STUB)
     results, write = tmp_path / "RESULTS.md", peer.write_results
     monkeypatch.setattr(peer, "write_results", lambda block, key, heading: write(block, key, heading, results))
     argv = ["--camvid", str(tmp_path / "camvid"), "--minutes", "0.05", "--config", str(tmp_path / "tiny.yaml"),
-            "--out", str(tmp_path / "out"), "--peer-env", str(tmp_path / "peer_env"), "--latency",
+            "--out", str(tmp_path / "out"), "--peer-env", str(fake_peer_env), "--latency",
             "--latency-size", "36x48", "--latency-runs", "2", "--write-results"]  # fmt: skip
     rows = {r["kind"]: r for r in peer.main(argv)}
 
