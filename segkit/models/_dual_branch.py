@@ -20,16 +20,14 @@ __all__ = [
 ]
 
 
-def resize(x: torch.Tensor, like: torch.Tensor | tuple[int, int] | torch.Size) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``) of ``x`` to the spatial size of ``like`` (a tensor or a size).
+def resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of ``x`` to the spatial size of the tensor ``like``.
 
-    Sizes are taken from the actual tensors rather than computed as ``H // 8``, so the branches stay aligned
-    for any input size (the reference code assumes H, W divisible by 64).
+    Sizes come from the tensors themselves rather than ``H // 8`` (the reference code's, which needs H, W
+    divisible by 64), so the branches stay aligned for any input size. There is no shortcut for equal sizes:
+    a traced graph (ONNX) then keeps every resize and takes inputs of other sizes.
     """
-    size = tuple(like.shape[-2:]) if isinstance(like, torch.Tensor) else tuple(like)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:

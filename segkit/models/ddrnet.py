@@ -95,7 +95,7 @@ class DDRNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        size = x.shape[-2:]
+        image = x
         x = self.layer2(F.relu(self.layer1(self.stem(x))))
         low3 = self.layer3(F.relu(x))
         high = self.layer3_high(F.relu(x))
@@ -108,10 +108,10 @@ class DDRNet(nn.Module):
         high = high + resize(self.compression4(F.relu(low4)), high)
         high = self.layer5_high(F.relu(high))
         context = resize(self.spp(self.layer5(F.relu(low))), high)
-        logits = resize(self.head(context + high), size)
+        logits = resize(self.head(context + high), image)
         if self.aux_head is None or not self.training:
             return logits
-        return logits, resize(self.aux_head(aux_in), size)
+        return logits, resize(self.aux_head(aux_in), image)
 
 
 def _build(

@@ -185,7 +185,7 @@ class PIDNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        size = x.shape[-2:]
+        image = x
         x = F.relu(self.layer2(F.relu(self.layer1(self.stem(x)))))
         p = self.layer3_p(x)
         d = self.layer3_d(x)
@@ -202,10 +202,10 @@ class PIDNet(nn.Module):
         p = self.layer5_p(F.relu(p))
         d = self.layer5_d(F.relu(d))
         i = resize(self.spp(self.layer5(x)), p)
-        logits = resize(self.head(self.fuse(p, i, d)), size)
+        logits = resize(self.head(self.fuse(p, i, d)), image)
         if self.p_head is None or self.d_head is None or not self.training:
             return logits
-        return logits, resize(self.p_head(p_aux), size), resize(self.d_head(d_aux), size)
+        return logits, resize(self.p_head(p_aux), image), resize(self.d_head(d_aux), image)
 
 
 @MODELS.register("pidnet_s")
