@@ -1,23 +1,26 @@
-"""albumentations presets for training and evaluation (semantic and instance tasks)."""
+"""albumentations presets for training and evaluation (semantic and instance tasks).
+
+albumentations (and the cv2 it brings) is imported when a preset pipeline is built, not with this
+module: ``import segkit`` stays cheap for users who predict, export or bring their own transforms.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import numpy as np
 
-import inspect  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable, Mapping, Sequence  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
-
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
+    import albumentations as A
+
     from segkit.datasets.normalization import Normalization
 
 __all__ = [
@@ -34,6 +37,18 @@ __all__ = [
 
 class MaskFillWarning(UserWarning):
     """A user's albumentations step fills new mask pixels with another value than the dataset's ``ignore_index``."""
+
+
+# cv2.BORDER_CONSTANT, written out so that inspecting a pipeline needs no cv2 import.
+_BORDER_CONSTANT = 0
+
+
+def _albumentations() -> ModuleType:
+    """albumentations, imported on first use (its update check is switched off first)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
 
 
 def train_transforms(
@@ -68,7 +83,8 @@ def train_transforms(
         An ``A.Compose`` called as ``t(image=HxWxC, mask=HxW)`` returning float32 HxWxC and the mask.
     """
     h, w = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
-    fill = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": ignore_index}
+    A = _albumentations()
+    fill = {"border_mode": _BORDER_CONSTANT, "fill": 0, "fill_mask": ignore_index}
     steps: list = [A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0)]
     if rotate:
         steps.append(A.Affine(rotate=(-abs(rotate), abs(rotate)), p=1.0, **fill))
@@ -94,6 +110,7 @@ def eval_transforms(
     Returns:
         An ``A.Compose`` mapping ``image=HxWxC`` to float32 normalised, masks unchanged.
     """
+    A = _albumentations()
     return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=max_pixel_value)])
 
 
@@ -238,25 +255,29 @@ def mask_fill_problems(transforms: Any, ignore_index: int) -> list[str]:
         One sentence per offending step, naming it, its fill, and the fix.
 
     Example:
+        >>> import albumentations as A
         >>> mask_fill_problems(A.Compose([A.PadIfNeeded(64, 64)]), 255)  # doctest: +ELLIPSIS
         ['PadIfNeeded fills new mask pixels with 0 ...']
     """
     found: list[str] = []
-    _walk(transforms, ignore_index, found)
+    # No albumentations object can exist before albumentations is imported: nothing to inspect then.
+    A = sys.modules.get("albumentations")
+    if A is not None:
+        _walk(A, transforms, ignore_index, found)
     return found
 
 
-def _walk(step: Any, ignore_index: int, found: list[str]) -> None:
+def _walk(A: ModuleType, step: Any, ignore_index: int, found: list[str]) -> None:
     if isinstance(step, A.BaseCompose):
         for child in step.transforms:
-            _walk(child, ignore_index, found)
+            _walk(A, child, ignore_index, found)
         return
     fill = getattr(step, "fill_mask", None)
     if fill is None or not isinstance(step, A.BasicTransform):
         return
     if any(base.__name__ in _ERASERS for base in type(step).__mro__):
         return
-    if getattr(step, "border_mode", cv2.BORDER_CONSTANT) != cv2.BORDER_CONSTANT:
+    if getattr(step, "border_mode", _BORDER_CONSTANT) != _BORDER_CONSTANT:
         return
     if getattr(step, "pad_if_needed", True) is False:  # a crop that never pads
         return

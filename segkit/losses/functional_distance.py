@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.autograd.function import once_differentiable
 
 from segkit.losses.functional import check_binary_inputs, check_multiclass_inputs, per_pixel_ce, probs_and_onehot
@@ -26,6 +25,8 @@ __all__ = [
 
 
 def _edt_slice_scipy(mask: np.ndarray, out: np.ndarray) -> None:
+    from scipy import ndimage  # here, not at import: scipy adds ~10% to `import segkit`
+
     out[...] = ndimage.distance_transform_edt(mask)
 
 

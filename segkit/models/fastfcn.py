@@ -6,10 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
-from torchvision.models.segmentation.deeplabv3 import DeepLabHead
-from torchvision.models.segmentation.fcn import FCNHead
 
 from segkit.models import MODELS
 from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
@@ -127,7 +124,13 @@ class FastFCN(nn.Module):
         with download_guard(
             f"encoder_weights={encoder_weights!r} for encoder {encoder!r}", "the Hugging Face Hub", hf_cache_dir()
         ):
+            # Imported here: smp and torchvision cost seconds at `import segkit`.
+            from segmentation_models_pytorch.encoders import get_encoder
+
             self.encoder = get_encoder(encoder, in_channels=in_channels, depth=5, weights=encoder_weights)
+        from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+        from torchvision.models.segmentation.fcn import FCNHead
+
         chans = list(self.encoder.out_channels)[-3:]
         self.jpu = JPU(chans, width=jpu_channels, out_channels=jpu_channels)
         if head == "aspp":

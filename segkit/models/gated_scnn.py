@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
 from segkit.models import MODELS
@@ -142,6 +141,9 @@ class GatedSCNN(nn.Module):
         with download_guard(
             f"encoder_weights={encoder_weights!r} for encoder {encoder!r}", "the Hugging Face Hub", hf_cache_dir()
         ):
+            # Imported here: smp (with timm and torchvision) costs seconds at `import segkit`.
+            from segmentation_models_pytorch.encoders import get_encoder
+
             self.encoder = get_encoder(
                 encoder, in_channels=in_channels, depth=5, weights=encoder_weights, output_stride=output_stride
             )

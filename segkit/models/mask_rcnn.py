@@ -1,77 +1,68 @@
-"""Mask R-CNN from torchvision (ResNet-50 FPN v1/v2, MobileNetV3-Large FPN) with Matterport-style options and weights."""
+"""Mask R-CNN from torchvision (ResNet-50 FPN v1/v2, MobileNetV3-Large FPN) with Matterport-style options and weights.
+
+torchvision's detection modules (which import torch._dynamo: seconds) are imported when a model is built, not
+when the name is registered, so ``import segkit`` stays cheap.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchvision.models import (
-    MobileNet_V3_Large_Weights,
-    ResNet18_Weights,
-    ResNet34_Weights,
-    ResNet50_Weights,
-    resnet18,
-    resnet34,
-)
-from torchvision.models._meta import _COCO_CATEGORIES
-from torchvision.models.detection import (
-    MaskRCNN,
-    MaskRCNN_ResNet50_FPN_V2_Weights,
-    MaskRCNN_ResNet50_FPN_Weights,
-    maskrcnn_resnet50_fpn,
-    maskrcnn_resnet50_fpn_v2,
-)
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN, _mobilenet_extractor
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.mobilenetv3 import mobilenet_v3_large
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops import misc as misc_nn_ops
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, mismatch_report, model_weights
 from segkit.models import MODELS
 from segkit.models._utils import download_guard, torch_cache_dir
 from segkit.models.weights import is_weights_file
 
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
+    from torchvision.models.detection import MaskRCNN
+
 __all__ = ["BACKBONES", "COCO_CATEGORIES", "mask_rcnn", "replace_predictors"]
 
-#: The 91 COCO category names of torchvision's detection weights, index = label ("__background__" = 0,
-#: "N/A" for the ids COCO leaves unused).
-COCO_CATEGORIES: list[str] = list(_COCO_CATEGORIES)
+COCO_CATEGORIES: list[str]
+"""The 91 COCO category names of torchvision's detection weights, index = label ("__background__" = 0, "N/A"
+for the ids COCO leaves unused); read from torchvision on first access (the module's ``__getattr__``)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COCO_CATEGORIES":
+        from torchvision.models._meta import _COCO_CATEGORIES
+
+        return list(_COCO_CATEGORIES)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 BACKBONES = ("resnet50_fpn", "resnet50_fpn_v2", "mobilenet_v3_large", "resnet18_fpn", "resnet34_fpn")
 
 # The light ResNet variants: FPN on the stride-8/16/32 stages (+ max-pool level), narrow heads.
-_LIGHT = {
-    "resnet18_fpn": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
-    "resnet34_fpn": (resnet34, ResNet34_Weights.IMAGENET1K_V1),
-}
+_LIGHT = ("resnet18_fpn", "resnet34_fpn")
 _LIGHT_ANCHORS = (32, 64, 128, 256)
 
-# The torchvision ImageNet file each backbone's body is initialised from (weights_backbone="imagenet" or a path).
-_IMAGENET = {
-    "resnet50_fpn": ResNet50_Weights.IMAGENET1K_V1,
-    "resnet50_fpn_v2": ResNet50_Weights.IMAGENET1K_V1,
-    "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1,
-    "resnet18_fpn": ResNet18_Weights.IMAGENET1K_V1,
-    "resnet34_fpn": ResNet34_Weights.IMAGENET1K_V1,
-}
+
+def _imagenet(backbone: str) -> WeightsEnum:
+    """The torchvision ImageNet file a backbone's body is initialised from (weights_backbone="imagenet" or a path)."""
+    from torchvision.models import MobileNet_V3_Large_Weights, ResNet18_Weights, ResNet34_Weights, ResNet50_Weights
+
+    weights: dict[str, WeightsEnum] = {
+        "resnet50_fpn": ResNet50_Weights.IMAGENET1K_V1,
+        "resnet50_fpn_v2": ResNet50_Weights.IMAGENET1K_V1,
+        "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        "resnet18_fpn": ResNet18_Weights.IMAGENET1K_V1,
+        "resnet34_fpn": ResNet34_Weights.IMAGENET1K_V1,
+    }
+    return weights[backbone]
+
 
 # A ``weights_backbone`` value used inside this module only: build the layout of a pretrained backbone (frozen
 # BatchNorm where torchvision freezes it, torchvision's default trainable stages) without loading any weights,
 # for a file or checkpoint that supplies them.
 _LAYOUT = "pretrained-layout"
-
-_COCO_WEIGHTS = {
-    "resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
-    "resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
-}
 
 
 def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
@@ -84,6 +75,9 @@ def replace_predictors(model: MaskRCNN, num_classes: int) -> MaskRCNN:
     Returns:
         ``model``, changed in place.
     """
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
     box = model.roi_heads.box_predictor
     model.roi_heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, num_classes)
     mask = model.roi_heads.mask_predictor
@@ -102,13 +96,30 @@ def _build(
     rpn_anchor_sizes: Sequence[int | Sequence[int]] | None,
     kwargs: dict[str, Any],
 ) -> MaskRCNN:
+    from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
+    from torchvision.models.detection import (
+        MaskRCNN,
+        MaskRCNN_ResNet50_FPN_V2_Weights,
+        MaskRCNN_ResNet50_FPN_Weights,
+        maskrcnn_resnet50_fpn,
+        maskrcnn_resnet50_fpn_v2,
+    )
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.models.mobilenetv3 import mobilenet_v3_large
+    from torchvision.ops import misc as misc_nn_ops
+
     if backbone in ("resnet50_fpn", "resnet50_fpn_v2"):
         if rpn_anchor_sizes is not None:
             sizes = _level_sizes(rpn_anchor_sizes, 5, backbone)
             kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
         builder = maskrcnn_resnet50_fpn if backbone == "resnet50_fpn" else maskrcnn_resnet50_fpn_v2
         bb_enum = ResNet50_Weights.IMAGENET1K_V1 if weights_backbone == "imagenet" else None
-        enum = _COCO_WEIGHTS[backbone] if coco else None
+        coco_weights = {
+            "resnet50_fpn": MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+            "resnet50_fpn_v2": MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        }
+        enum = coco_weights[backbone] if coco else None
         what = (
             f"weights='coco' for mask_rcnn {backbone} ({enum.url})"
             if enum
@@ -174,9 +185,19 @@ def _build_light(
     and the RoIs of small images are few), it is ``fpn_channels`` wide (default 128, not 256), the box
     head has two 2*``fpn_channels`` layers (not 1024) and the mask head two convolutions (not four).
     """
+    from torchvision.models import resnet18, resnet34
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops import misc as misc_nn_ops
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
     channels = int(kwargs.pop("fpn_channels", None) or 128)
     sizes = _level_sizes(rpn_anchor_sizes or _LIGHT_ANCHORS, 4, backbone)
-    make, enum = _LIGHT[backbone]
+    make, enum = (resnet18 if backbone == "resnet18_fpn" else resnet34), _imagenet(backbone)
     trained = weights_backbone == "imagenet"
     frozen = trained or weights_backbone == _LAYOUT
     layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if frozen else 5)
@@ -228,6 +249,8 @@ def _freeze_backbone(model: MaskRCNN, trainable_layers: int, frozen_norm: bool =
     ``_resnet_fpn_extractor`` rule) and, with ``frozen_norm``, swap its BatchNorm for FrozenBatchNorm2d."""
     if not 0 <= trainable_layers <= 5:
         raise ValueError(f"mask_rcnn: trainable_backbone_layers must be in [0, 5], got {trainable_layers}")
+    from torchvision.ops import misc as misc_nn_ops
+
     body = model.backbone.body
     for module in list(body.modules()) if frozen_norm else []:
         for child_name, child in list(module.named_children()):
@@ -262,7 +285,7 @@ def _load_backbone_file(model: MaskRCNN, path: str | Path, backbone: str) -> Non
     }
     problems = mismatch_report(own, fitting)
     if problems:
-        expected = _IMAGENET[backbone].url.rsplit("/", 1)[-1]
+        expected = _imagenet(backbone).url.rsplit("/", 1)[-1]
         raise CheckpointError(
             f"mask_rcnn: weights_backbone={source} does not fit backbone {backbone!r}, which takes a torchvision "
             f"ImageNet state dict such as {expected} (a file of another network?): {problems}"
@@ -356,7 +379,7 @@ def mask_rcnn(
         if not is_weights_file(weights_backbone):
             raise ValueError(
                 "mask_rcnn: weights_backbone must be None, 'imagenet' or the path to a torchvision ImageNet "
-                f"state dict (e.g. {_IMAGENET[backbone].url.rsplit('/', 1)[-1]}), got {weights_backbone!r}"
+                f"state dict (e.g. {_imagenet(backbone).url.rsplit('/', 1)[-1]}), got {weights_backbone!r}"
             )
         backbone_file = weights_backbone
     # The images arrive ImageNet-normalised (segkit's convention): normalising again inside would
@@ -426,6 +449,6 @@ def mask_rcnn(
         model.roi_heads.box_roi_pool.sampling_ratio = int(roi_sampling_ratio)
         model.roi_heads.mask_roi_pool.sampling_ratio = int(roi_sampling_ratio)
     if names is None and coco and num_classes == 91:
-        names = list(COCO_CATEGORIES)
+        names = __getattr__("COCO_CATEGORIES")
     model.class_names = names
     return model

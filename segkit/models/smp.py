@@ -1,33 +1,59 @@
-"""segmentation_models_pytorch architectures by name (U-Net, FPN, DeepLabV3, SegFormer, ...), with any input size."""
+"""segmentation_models_pytorch architectures by name (U-Net, FPN, DeepLabV3, SegFormer, ...), with any input size.
+
+smp (and the timm and torchvision it imports, several seconds) is imported when a model is built, not when
+the names are registered: ``import segkit`` and ``segkit list models`` stay cheap.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-import segmentation_models_pytorch as smp
 from torch import nn
 
 from segkit.models import MODELS
 from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
 from segkit.models.weights import is_weights_file, load_encoder_weights, load_weights
 
-__all__ = ["SMP_ARCHITECTURES", "aux_head", "build_smp", "unet"]
+__all__ = ["SMP_ARCHITECTURES", "aux_head", "build_smp", "smp_class", "unet"]
 
-# Registered name -> (smp class, one-line description). Every architecture takes the same common
-# arguments (see ``build_smp``); architecture-specific options are passed through to smp unchanged.
-SMP_ARCHITECTURES: dict[str, tuple[type[nn.Module], str]] = {
-    "unetplusplus": (smp.UnetPlusPlus, "U-Net++ (Zhou et al. 2018): nested dense skip connections"),
-    "fpn": (smp.FPN, "Feature Pyramid Network (Kirillov et al. 2019, panoptic FPN head)"),
-    "pspnet": (smp.PSPNet, "PSPNet (Zhao et al. 2017): pyramid pooling module"),
-    "linknet": (smp.Linknet, "LinkNet (Chaurasia & Culurciello 2017): light additive skip decoder"),
-    "manet": (smp.MAnet, "MA-Net (Fan et al. 2020): multi-scale attention decoder"),
-    "pan": (smp.PAN, "Pyramid Attention Network (Li et al. 2018)"),
-    "upernet": (smp.UPerNet, "UPerNet (Xiao et al. 2018): PPM + FPN fusion"),
-    "segformer": (smp.Segformer, "SegFormer all-MLP decoder (Xie et al. 2021) on any encoder"),
-    "deeplabv3": (smp.DeepLabV3, "DeepLabV3 (Chen et al. 2017): ASPP on a dilated (output stride 8) encoder"),
-    "deeplabv3plus": (smp.DeepLabV3Plus, "DeepLabV3+ (Chen et al. 2018): ASPP + low-level decoder, output stride 16"),
+# Registered name -> (smp class name, one-line description). Every architecture takes the same common
+# arguments (see ``build_smp``); architecture-specific options are passed through to smp unchanged. The
+# classes are named, not imported, so registering costs nothing; a test checks each name against smp's own
+# ``MODEL_ARCHITECTURES_MAPPING``.
+SMP_ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "unetplusplus": ("UnetPlusPlus", "U-Net++ (Zhou et al. 2018): nested dense skip connections"),
+    "fpn": ("FPN", "Feature Pyramid Network (Kirillov et al. 2019, panoptic FPN head)"),
+    "pspnet": ("PSPNet", "PSPNet (Zhao et al. 2017): pyramid pooling module"),
+    "linknet": ("Linknet", "LinkNet (Chaurasia & Culurciello 2017): light additive skip decoder"),
+    "manet": ("MAnet", "MA-Net (Fan et al. 2020): multi-scale attention decoder"),
+    "pan": ("PAN", "Pyramid Attention Network (Li et al. 2018)"),
+    "upernet": ("UPerNet", "UPerNet (Xiao et al. 2018): PPM + FPN fusion"),
+    "segformer": ("Segformer", "SegFormer all-MLP decoder (Xie et al. 2021) on any encoder"),
+    "deeplabv3": ("DeepLabV3", "DeepLabV3 (Chen et al. 2017): ASPP on a dilated (output stride 8) encoder"),
+    "deeplabv3plus": ("DeepLabV3Plus", "DeepLabV3+ (Chen et al. 2018): ASPP + low-level decoder, output stride 16"),
 }
+
+
+def _smp() -> ModuleType:
+    import segmentation_models_pytorch
+
+    return segmentation_models_pytorch
+
+
+def smp_class(class_name: str) -> type[nn.Module]:
+    """The smp model class of that name (``"Unet"``, ``"FPN"``, ...), importing smp on first use.
+
+    Args:
+        class_name: an attribute of ``segmentation_models_pytorch``.
+
+    Returns:
+        The class.
+    """
+    arch: type[nn.Module] = getattr(_smp(), class_name)
+    return arch
 
 
 def build_smp(
@@ -84,7 +110,7 @@ def build_smp(
     if encoder_file is not None:
         load_encoder_weights(model.get_submodule("encoder"), encoder_file, encoder)
     # PAN's feature pyramid attention halves the deepest (stride 16 or 32) map three more times.
-    multiple = 8 * int(kwargs.get("encoder_output_stride", 16)) if arch is smp.PAN else 32
+    multiple = 8 * int(kwargs.get("encoder_output_stride", 16)) if arch is _smp().PAN else 32
     wrapped = PadToMultiple(model, multiple=multiple)
     return load_weights(wrapped, weights, num_classes, weights_key) if weights is not None else wrapped
 
@@ -119,7 +145,7 @@ def unet(
         (inputs are padded to a multiple of 32 internally and outputs cropped back).
     """
     return build_smp(
-        smp.Unet,
+        smp_class("Unet"),
         num_classes,
         encoder,
         encoder_weights,
@@ -142,6 +168,9 @@ def aux_head(model: nn.Module) -> nn.Module | None:
         smp's ``ClassificationHead`` (pooling, dropout, ``Linear(features, classes)``, activation) of the first
         smp ``SegmentationModel`` found, when it has one; None for every other model.
     """
+    smp = sys.modules.get("segmentation_models_pytorch")
+    if smp is None:  # no smp model can exist before smp is imported
+        return None
     for module in model.modules():
         if isinstance(module, smp.base.SegmentationModel):
             head = getattr(module, "classification_head", None)
@@ -149,7 +178,7 @@ def aux_head(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..., nn.Module]:
+def _make_builder(name: str, class_name: str, summary: str) -> Callable[..., nn.Module]:
     def builder(
         num_classes: int,
         encoder: str = "resnet34",
@@ -164,11 +193,19 @@ def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..
             if isinstance(value, list):  # YAML gives lists where smp expects tuples
                 kwargs[key] = tuple(value)
         return build_smp(
-            arch, num_classes, encoder, encoder_weights, in_channels, aux_params, weights, weights_key, **kwargs
+            smp_class(class_name),
+            num_classes,
+            encoder,
+            encoder_weights,
+            in_channels,
+            aux_params,
+            weights,
+            weights_key,
+            **kwargs,
         )
 
     builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"""{summary}, from segmentation_models_pytorch (``smp.{arch.__name__}``).
+    builder.__doc__ = f"""{summary}, from segmentation_models_pytorch (``smp.{class_name}``).
 
     Args:
         num_classes: output channels (classes, background included).
@@ -178,7 +215,7 @@ def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..
         aux_params: smp classification head options, passed through.
         weights: path to a local checkpoint loaded after building (a new head for another class count).
         weights_key: "model" or "ema": which weights of a segkit checkpoint; None: EMA when present.
-        **kwargs: further ``smp.{arch.__name__}`` options, passed through unchanged.
+        **kwargs: further ``smp.{class_name}`` options, passed through unchanged.
 
     Returns:
         A module mapping ``(N, in_channels, H, W)`` to ``(N, num_classes, H, W)`` logits for any H, W
@@ -187,5 +224,5 @@ def _make_builder(name: str, arch: type[nn.Module], summary: str) -> Callable[..
     return builder
 
 
-for _name, (_arch, _summary) in SMP_ARCHITECTURES.items():
-    MODELS.register(_name)(_make_builder(_name, _arch, _summary))
+for _name, (_class_name, _summary) in SMP_ARCHITECTURES.items():
+    MODELS.register(_name)(_make_builder(_name, _class_name, _summary))
