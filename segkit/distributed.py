@@ -17,6 +17,8 @@ __all__ = [
     "average_across_ranks",
     "broadcast_bool",
     "init_distributed",
+    "process_device",
+    "process_info",
     "shutdown_distributed",
     "unwrap",
     "wrap_model",
@@ -58,21 +60,36 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     Returns:
         ``(info, device)``.
     """
-    if dist.is_available() and dist.is_initialized():
-        info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    else:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return DistInfo(), device
-        info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    info = process_info()
+    if not info.enabled:
+        return info, device
+    if not (dist.is_available() and dist.is_initialized()):
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
         global _OWNED_GROUP
         _OWNED_GROUP = True
-    if device.type == "cuda" and info.enabled:
-        device = torch.device("cuda", info.local_rank)
+    device = process_device(device, info)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     return info, device
+
+
+def process_info() -> DistInfo:
+    """This process's place, from an existing process group or torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``,
+    without joining anything (``init_distributed`` joins)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def process_device(device: torch.device, info: DistInfo) -> torch.device:
+    """``device`` pinned to this process's GPU under torchrun ("cuda" becomes ``cuda:LOCAL_RANK``)."""
+    if device.type == "cuda" and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return device
 
 
 def shutdown_distributed() -> None:

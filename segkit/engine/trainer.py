@@ -278,12 +278,14 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.checkpoint_every = checkpoint_every
         self.time_budget = TimeBudget(max_minutes)  # checks max_minutes; elapsed_s of every metrics row
         self.config = dict(config) if config is not None else None
-        self.dist, self.device = ddp.init_distributed(resolve_device(device))
+        # Checking and storing only: the process group is joined, the RNG seeded and the validation data given
+        # the training statistics when fit (or validate) starts (see _setup).
+        self.dist = ddp.process_info()  # torchrun's environment, read (not joined)
+        self.device = ddp.process_device(resolve_device(device), self.dist)
         self.is_main_process = self.dist.is_main
         self.amp, self.amp_choice = resolve_amp(amp, self.device)  # "auto": what this device runs fast, and why
         if self.amp_choice and self.is_main_process:
             print(self.amp_choice, flush=True)
-        seed_everything(self.seed)
 
         self.train_data = as_dataset(train_data, "train")
         self.val_data = as_dataset(val_data, "val")
@@ -298,7 +300,6 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.in_channels: int | None = meta.in_channels
         self.input_size = meta.input_size  # images resized to it before the model (checkpoints keep it)
         self.mask_format = meta.mask_format  # how the label files were stored (checkpoints keep it)
-        share_normalization(self.val_data, self.normalization)  # validate as trained
 
         self.model_spec = model if isinstance(model, (str, Mapping)) else None
         module = self._build_model(model).to(self.device)
@@ -315,7 +316,8 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.compiled, compile_line = resolve_compile(compile, self.device, module, task)
         if compile_line and self.is_main_process:
             print(compile_line, flush=True)
-        self.model = self._wrap_model(module, sync_bn)
+        self.model: nn.Module = module  # wrapped (DDP, compile) in _setup
+        self._sync_bn, self._set_up = sync_bn, False
         # A model may name the loss it is trained with (Gated-SCNN's dual-task loss); else cross-entropy.
         chosen: Any = (
             loss if loss is not None else (None if task == "instance" else getattr(module, "default_loss", "ce"))
@@ -367,7 +369,22 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
             return model
         spec = {"name": model} if isinstance(model, str) else dict(model)
         kwargs = model_arguments(spec, self.num_classes, self.in_channels)
-        return build_model(kwargs.pop("name"), **kwargs)
+        # Initial weights from `seed`, without touching the global RNG (a constructor has no side effects).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return build_model(kwargs.pop("name"), **kwargs)
+
+    def _setup(self) -> None:
+        """What starts a run, once (``fit`` and ``validate`` call it): join the process group under torchrun, seed
+        everything, give the validation data the training statistics, and wrap the model (DDP, then
+        ``torch.compile``)."""
+        if self._set_up:
+            return
+        self._set_up = True
+        self.dist, self.device = ddp.init_distributed(self.device)
+        seed_everything(self.seed)
+        share_normalization(self.val_data, self.normalization)  # validate as trained
+        self.model = self._wrap_model(self.model, self._sync_bn)
 
     @property
     def module(self) -> nn.Module:
@@ -519,6 +536,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         """
         if self.train_data is None:
             raise ValueError("fit: no train_data was given")
+        self._setup()
         self.time_budget.start()
         size = len(self.train_data)  # type: ignore[arg-type]
         self.train_sampler = ResumableSampler(size, True, self.seed, self.dist.rank, self.dist.world_size, seeded=True)
@@ -768,6 +786,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         data = data if data is not None else self.val_data
         if data is None:
             raise ValueError("validate: no validation data")
+        self._setup()
         size = len(data)  # type: ignore[arg-type]
         sampler = ResumableSampler(size, False, rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
         info = dataset_info(data)  # through Subset / ConcatDataset wrappers

@@ -59,9 +59,10 @@ def test_compiled_training_matches_eager(tmp_path, capsys):
     eager_metrics = eager.fit()
     capsys.readouterr()
     compiled = _trainer(tmp_path / "compiled", True)
-    assert compiled.compiled and type(compiled.model).__name__ == "OptimizedModule"
-    assert compiled.module is compiled.model._orig_mod  # the plain module: checkpoints, EMA, optimizer
+    assert compiled.compiled and compiled.model is compiled.module  # wrapped when fit starts, not before
     metrics = compiled.fit()
+    assert type(compiled.model).__name__ == "OptimizedModule"
+    assert compiled.module is compiled.model._orig_mod  # the plain module: checkpoints, EMA, optimizer
     out = capsys.readouterr().out
     assert out.count("compile: the first training step took") == 1  # printed once, at the first step
     assert compiled.compile_seconds is not None and compiled.compile_seconds > 0
