@@ -9,7 +9,13 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from segkit import Trainer
 
-UNET = {"name": "unet", "encoder": "resnet18", "encoder_weights": None, "decoder_channels": [8, 8, 8, 8, 8]}
+# A 0.3M-parameter encoder: each checkpoint ~4 MB (resnet18: 136 MB with its Adam state).
+UNET = {
+    "name": "unet",
+    "encoder": "tu-mobilenetv3_small_050",
+    "encoder_weights": None,
+    "decoder_channels": [8, 8, 8, 8, 8],
+}
 
 
 def _record(trainer):
