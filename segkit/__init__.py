@@ -8,6 +8,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
 
+from segkit.logs import install_console_handler  # noqa: E402
+
+install_console_handler()  # messages print as before; silence with logging.getLogger("segkit").setLevel(...)
+
 from segkit.datasets import DATASETS, build_dataset  # noqa: E402
 from segkit.engine import Trainer  # noqa: E402
 from segkit.inference import Predictor  # noqa: E402

@@ -14,7 +14,7 @@ PACKAGE = Path(segkit.__file__).parent
 # re-exports the Trainer.
 ENGINE_USERS = ("engine/", "cli.py", "__init__.py")
 # Neutral modules used by every layer: they may import nothing of segkit but each other and the registry.
-NEUTRAL = {"checkpoint.py": {"segkit.registry"}, "distributed.py": set(), "registry.py": set()}
+NEUTRAL = {"checkpoint.py": {"segkit.registry"}, "distributed.py": set(), "logs.py": set(), "registry.py": set()}
 
 
 def _imports(path: Path) -> set[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterable, Sequence
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["BadSampleError", "BadSampleLog"]
 
@@ -55,7 +57,7 @@ class BadSampleLog:
             if path not in self.reasons:
                 self.reasons[path] = reason
                 if echo:
-                    print(f"{self.name}: skipped bad sample {reason} ({self.totals()})", file=sys.stderr)
+                    _log.warning(f"{self.name}: skipped bad sample {reason} ({self.totals()})")
             if path not in self._epoch_seen:
                 self._epoch_seen.add(path)
                 self.epoch_count += 1
@@ -75,10 +77,7 @@ class BadSampleLog:
         first = "; ".join(r for _, r in items[:shown]) + (
             f"; and {len(items) - shown} more" if len(items) > shown else ""
         )
-        print(
-            f"{self.name}: skipped bad samples: {len(items)} {what} dropped: {first} ({self.totals()})",
-            file=sys.stderr,
-        )
+        _log.warning(f"{self.name}: skipped bad samples: {len(items)} {what} dropped: {first} ({self.totals()})")
 
     def end_epoch(self) -> str:
         """Return the epoch's summary line and reset the epoch counter."""

@@ -52,7 +52,7 @@ so). The folder's block is printed once per process, then one line per split wit
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,8 @@ from segkit.datasets.mask_encoding import MaskEncoding, detect_mask_encoding
 from segkit.datasets.mask_format import stored_mask_format
 from segkit.datasets.mask_messages import cli_set
 from segkit.datasets.mask_size import MASK_RESIZE, fit_mask, pairs_message, scan_sizes
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["FolderDataset"]
 
@@ -183,16 +185,14 @@ class FolderDataset(FileDataset):
         if check_files:
             self._drop_missing()
         if self.layout.orphans:
-            print(
+            _log.warning(
                 f"folder: warning: {len(self.layout.orphans)} masks have no image (left out): "
-                f"{_names(self.layout.orphans, 3)}",
-                file=sys.stderr,
+                f"{_names(self.layout.orphans, 3)}"
             )
         if self.layout.unused:
-            print(
+            _log.warning(
                 f"folder: note: {self.layout.describe()}; also found {[str(d) for d in self.layout.unused]}, "
-                "left out (image_dir= and mask_dir= choose the folders)",
-                file=sys.stderr,
+                "left out (image_dir= and mask_dir= choose the folders)"
             )
         if check_files:
             self._check_sizes()
@@ -237,10 +237,10 @@ class FolderDataset(FileDataset):
         self.mask_format = stored_mask_format(self.encoding, next((m for m in masks if m.is_file()), None))
         if verbose and shared:  # the folder's block once per process, then one line per split
             if folder_block:
-                print(folder.summary(self.class_names, name=f"folder {self.root.name} (every split)"), flush=True)
-            print(split_line(self.encoding, str(split), len(self.items), self.class_names), flush=True)
+                _log.info(folder.summary(self.class_names, name=f"folder {self.root.name} (every split)"))
+            _log.info(split_line(self.encoding, str(split), len(self.items), self.class_names))
         elif verbose:
-            print(self.encoding.summary(self.class_names, name="folder"), flush=True)
+            _log.info(self.encoding.summary(self.class_names, name="folder"))
         self._init_image_format()  # in_channels and dtype from the first image's header; normalization
 
     def _drop_missing(self) -> None:
@@ -297,7 +297,7 @@ class FolderDataset(FileDataset):
                 raise BadSampleError(f"folder: none of the {scan.total} pairs is usable ({self.layout.describe()})")
         if scan.rescaled and self.mask_resize == "nearest":
             self.resized_masks = len(scan.rescaled)
-            print(scan.resize_line("folder"), file=sys.stderr, flush=True)
+            _log.warning(scan.resize_line("folder"))
 
     @property
     def input_size(self) -> tuple[int, int] | None:

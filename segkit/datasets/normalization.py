@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["Normalization", "pixel_range", "resolve_normalization", "share_normalization", "transforms_normalization"]
 
@@ -209,7 +212,7 @@ def resolve_normalization(
         return Normalization.imagenet(), "default"
     mean_arr, std_arr = compute()
     norm = Normalization(tuple(mean_arr), tuple(np.where(std_arr > 0, std_arr, 1.0)), dtype.name)
-    print(
+    _log.info(
         f"{name}: {channels}-channel {dtype.name} images; normalisation computed from {counts[0]} of {counts[1]} "
         f"images: mean {_fmt(norm.mean)} std {_fmt(norm.std)} (raw pixel units; pass mean=/std= to fix them, "
         f"`segkit inspect` gives them over the whole set)"

@@ -7,6 +7,7 @@ module: ``import segkit`` stays cheap for users who predict, export or bring the
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import sys
 import warnings
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segkit.datasets.base import IMAGENET_MEAN, IMAGENET_STD
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -226,7 +229,7 @@ def build_transforms(
         if preset == "train" and not rgb8 and kwargs.get("color_jitter", 0.2) > 0:
             kwargs["color_jitter"] = 0.0
             if not quiet:
-                print(
+                _log.info(
                     f"{name}: color_jitter skipped (ColorJitter needs 3-channel uint8 RGB; these images are "
                     f"{normalization.channels}-channel {np.dtype(image_dtype).name})"
                 )

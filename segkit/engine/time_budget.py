@@ -5,6 +5,7 @@ follows it exactly. Also keeps ``elapsed_s``, the wall seconds of training acros
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from segkit.engine.optim import set_schedule_length
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
@@ -327,7 +330,7 @@ class TimeBudget:
 
     def _say(self, trainer: Trainer, line: str) -> None:
         if trainer.is_main_process:
-            print(f"max_minutes={self.max_minutes:g}: {line}", flush=True)
+            _log.info(f"max_minutes={self.max_minutes:g}: {line}")
 
     @staticmethod
     def _unfreeze_reached(trainer: Trainer, epochs: int) -> bool:
@@ -339,8 +342,10 @@ class TimeBudget:
         assert self.plan is not None
         epochs = int(self.plan["epochs"])
         if unfreeze_was_reached and not self._unfreeze_reached(trainer, epochs) and trainer.is_main_process:
-            print(f"max_minutes: unfreeze_at={trainer.unfreeze_at} is not reached in {epochs} epochs: "
-                  f"{', '.join(trainer.frozen)} stay frozen", flush=True)  # fmt: skip
+            _log.info(
+                f"max_minutes: unfreeze_at={trainer.unfreeze_at} is not reached in {epochs} epochs: "
+                f"{', '.join(trainer.frozen)} stay frozen"
+            )
         if trainer.trackers and trainer.is_main_process:
             # params.json (jsonl, always first) gets the plan; the other trackers logged params once, at the start
             from segkit.engine.reporting import run_params
@@ -377,12 +382,16 @@ class TimeBudget:
             return
         if self.max_minutes is None:
             if trainer.is_main_process:
-                print(f"resume: the checkpoint's time plan ({plan['epochs']} epochs) is not followed: this run has "
-                      f"no max_minutes, it trains to epochs={trainer.epochs}", flush=True)  # fmt: skip
+                _log.info(
+                    f"resume: the checkpoint's time plan ({plan['epochs']} epochs) is not followed: this run has "
+                    f"no max_minutes, it trains to epochs={trainer.epochs}"
+                )
             return
         self.plan = dict(plan)
         self._apply(trainer, update_lr=False)
         stored = plan["budget_seconds"] / 60.0
         if not math.isclose(stored, self.max_minutes) and trainer.is_main_process:
-            print(f"resume: continuing the checkpoint's plan of {plan['epochs']} epochs for max_minutes={stored:g}; "
-                  f"max_minutes={self.max_minutes:g} is not used", flush=True)  # fmt: skip
+            _log.info(
+                f"resume: continuing the checkpoint's plan of {plan['epochs']} epochs for max_minutes={stored:g}; "
+                f"max_minutes={self.max_minutes:g} is not used"
+            )

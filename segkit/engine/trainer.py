@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import sys
 import time
@@ -47,6 +48,8 @@ from segkit.inference import Predictor
 from segkit.losses import class_presence_loss
 from segkit.metrics import evaluate
 from segkit.models import build_model
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "seed_everything"]
 
@@ -285,7 +288,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.is_main_process = self.dist.is_main
         self.amp, self.amp_choice = resolve_amp(amp, self.device)  # "auto": what this device runs fast, and why
         if self.amp_choice and self.is_main_process:
-            print(self.amp_choice, flush=True)
+            _log.info(self.amp_choice)
 
         self.train_data = as_dataset(train_data, "train")
         self.val_data = as_dataset(val_data, "val")
@@ -315,7 +318,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.ema = ModelEMA(module, ema, ema_warmup) if ema is not None else None
         self.compiled, compile_line = resolve_compile(compile, self.device, module, task)
         if compile_line and self.is_main_process:
-            print(compile_line, flush=True)
+            _log.info(compile_line)
         self.model: nn.Module = module  # wrapped (DDP, compile) in _setup
         self._sync_bn, self._set_up = sync_bn, False
         # A model may name the loss it is trained with (Gated-SCNN's dual-task loss); else cross-entropy.
@@ -427,9 +430,11 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         # at a fraction of lr and nothing says so. With max_minutes the length is planned later (not known here).
         if scheduler is not None and self.warmup_iters >= total and self.time_budget.max_minutes is None:
             if self.is_main_process:
-                print(f"warning: warmup_iters={self.warmup_iters} >= the run's {total} optimizer steps ({self.epochs} "
-                      f"epochs x {steps_per_epoch}): the lr stays in its linear warm-up and never reaches "
-                      f"lr={self.lr:g}; lower warmup_iters (e.g. a tenth of the steps)", flush=True)  # fmt: skip
+                _log.info(
+                    f"warning: warmup_iters={self.warmup_iters} >= the run's {total} optimizer steps ({self.epochs} "
+                    f"epochs x {steps_per_epoch}): the lr stays in its linear warm-up and never reaches "
+                    f"lr={self.lr:g}; lower warmup_iters (e.g. a tenth of the steps)"
+                )
         return optimizer, scheduler
 
     def move_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -546,9 +551,11 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.train_sampler.drop_tail = last_batch_drop(self.train_sampler.full_length(), self.batch_size, self.module)
         self.batches_per_epoch = math.ceil(self.train_sampler.full_length() / self.batch_size)
         if self.train_sampler.drop_tail and self.is_main_process:
-            print(f"train: the last batch of each epoch would hold 1 sample, too few for BatchNorm in training: "
-                  f"dropped (as torchvision's references do; a different sample each epoch); "
-                  f"{self.batches_per_epoch} batches of {self.batch_size} per epoch", flush=True)  # fmt: skip
+            _log.info(
+                f"train: the last batch of each epoch would hold 1 sample, too few for BatchNorm in training: "
+                f"dropped (as torchvision's references do; a different sample each epoch); "
+                f"{self.batches_per_epoch} batches of {self.batch_size} per epoch"
+            )
         self.optimizer, self.scheduler = self.configure_optimizers()
         use_scaler = self.amp == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
@@ -586,7 +593,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
                 self._log(metrics, self.global_step)
                 if self.is_main_process:
                     log_visuals(self)
-                    print(epoch_line(epoch, self.epochs, metrics), flush=True)
+                    _log.info(epoch_line(epoch, self.epochs, metrics))
                 self.should_stop = ddp.broadcast_bool(self.should_stop, self.device)
                 if self.should_stop:
                     break
@@ -694,7 +701,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
             torch.distributed.all_reduce(total)
         self.state.epoch_loss.zero_()
         if skipped.epoch_count and self.is_main_process:
-            print(skipped.end_epoch(), file=sys.stderr, flush=True)
+            _log.warning(skipped.end_epoch())
         return {
             "loss": float(total[0] / total[1].clamp_min(1)),
             "images_per_s": images * self.dist.world_size / max(elapsed, 1e-9),
@@ -770,7 +777,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         """The frozen parts join training (their lr ramps up from here: see ``configure_optimizers``)."""
         set_frozen(self.module, self.frozen, False)
         if self.is_main_process:
-            print(f"epoch {self.epoch + 1}: unfrozen {', '.join(self.frozen)}", flush=True)
+            _log.info(f"epoch {self.epoch + 1}: unfrozen {', '.join(self.frozen)}")
         self.frozen = []
         if self.dist.enabled:  # DDP registered only the parameters that needed gradients: wrap again
             self.model = self._wrap_model(self.module, False)
@@ -829,9 +836,11 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         self.compile_seconds = time.perf_counter() - step_start
         _, probe_seconds = compile_probe(self.device)
         if self.is_main_process:
-            print(f"compile: the first training step took {self.compile_seconds:.1f} s (torch.compile of the "
-                  f"forward and backward; checking torch.compile took {probe_seconds:.1f} s at start; the "
-                  f"eval graph compiles at the first validation)", flush=True)  # fmt: skip
+            _log.info(
+                f"compile: the first training step took {self.compile_seconds:.1f} s (torch.compile of the "
+                f"forward and backward; checking torch.compile took {probe_seconds:.1f} s at start; the "
+                f"eval graph compiles at the first validation)"
+            )
 
     def _autocast(self) -> Any:
         if self.amp is None:
@@ -853,7 +862,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
         if batch.get("padded") and not self._padding_noted:
             self._padding_noted = True
             if self.is_main_process:
-                print(padding_notice(batch, self.ignore_index), flush=True)
+                _log.info(padding_notice(batch, self.ignore_index))
 
     def _call(self, hook: str, *payload: Any) -> None:
         for cb in self.callbacks:

@@ -5,6 +5,7 @@ states and partial epoch loss, and the metrics rows an interrupted run logged af
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from torch import nn
 from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
 from segkit.engine.rng import get_rng_state, set_rng_state
 from segkit.models import model_config
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from segkit.engine.trainer import Trainer
@@ -179,7 +182,7 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any], source: str 
     _say_changed_hyperparameters(trainer, state.get("hyperparameters"), source)
     for line in load_callback_states(trainer.callbacks, state.get("callbacks"), source):
         if trainer.is_main_process:
-            print(line, flush=True)
+            _log.info(line)
     trainer.state.load_state_dict(state, trainer.dist.rank)
     trainer.time_budget.load_state_dict(state.get("time_budget"), trainer)  # after the scheduler: sets its length
     rng = rng_state_for_rank(state, trainer.dist.rank, trainer.dist.world_size)
@@ -273,9 +276,11 @@ def _say_changed_hyperparameters(trainer: Trainer, stored: Any, source: str) -> 
     current = _hyperparameters(trainer)
     changed = [f"{k} {stored[k]!r} (not {current[k]!r})" for k in current if k in stored and stored[k] != current[k]]
     if changed:
-        print(f"resume: {source} continues with its own {', '.join(changed)}: the optimizer and schedule resume "
-              "exactly as saved. To train with the new values, start a new run from its weights "
-              f"(model weights={source})", flush=True)  # fmt: skip
+        _log.info(
+            f"resume: {source} continues with its own {', '.join(changed)}: the optimizer and schedule resume "
+            "exactly as saved. To train with the new values, start a new run from its weights "
+            f"(model weights={source})"
+        )
 
 
 def check_mid_epoch_position(state: Mapping[str, Any], batch_size: int, world_size: int, source: str) -> None:
@@ -414,7 +419,7 @@ class TrainingStateMethods:
             if not any((self.out_dir / n).exists() for n in names) and not any(self.out_dir.glob("epoch_*.pt")):
                 self.state.resumed_step = 0  # rows a dead attempt logged before its first checkpoint are dropped
                 if self.is_main_process:
-                    print(f"resume='auto': no checkpoint in {self.out_dir}, starting a new run")
+                    _log.info(f"resume='auto': no checkpoint in {self.out_dir}, starting a new run")
                 return
             resume = "last"
         path, state = find_resume_checkpoint(resume, self.out_dir)
@@ -422,7 +427,7 @@ class TrainingStateMethods:
         self.state.resumed_step = self.state.global_step
         if self.is_main_process:
             e, b, s = self.state.position
-            print(f"resuming from {path}: epoch {e + 1}, batch {b}, step {s}")
+            _log.info(f"resuming from {path}: epoch {e + 1}, batch {b}, step {s}")
 
     def weights_finite(self) -> bool:
         """True when every parameter is finite (checked before writing ``best.pt``)."""

@@ -6,7 +6,7 @@ when the name is registered, so ``import segkit`` stays cheap.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,8 @@ from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_
 from segkit.models import MODELS
 from segkit.models._utils import download_guard, torch_cache_dir
 from segkit.models.weights import is_weights_file
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
@@ -438,10 +440,9 @@ def mask_rcnn(
         replace_predictors(model, num_classes)
         if state is not None:
             heads = [k for k in state if k.startswith(("roi_heads.box_predictor.", "roi_heads.mask_predictor."))]
-            print(
+            _log.warning(
                 f"weights {weights}: {len(state) - len(heads)} tensors loaded; new box and mask predictors for "
-                f"{num_classes} classes (the file has {loaded_classes}), not loaded: {', '.join(heads)}",
-                file=sys.stderr,
+                f"{num_classes} classes (the file has {loaded_classes}), not loaded: {', '.join(heads)}"
             )
     if roi_sampling_ratio is not None:
         if int(roi_sampling_ratio) < 0:

@@ -3,8 +3,8 @@ encoder state dicts (torchvision / timm / smp files copied from an online machin
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +13,8 @@ from torch import nn
 
 from segkit.checkpoint import CheckpointError, load_checkpoint, mismatch_report, model_weights
 from segkit.models._utils import PadToMultiple
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["is_weights_file", "load_encoder_weights", "load_weights"]
 
@@ -101,13 +103,12 @@ def load_weights(
     # One line either way, so a run's log says what it started from (a load is silent nowhere).
     if heads:
         old = int(state[heads[0]].shape[0])
-        print(
+        _log.warning(
             f"weights {source}: {len(fitting)} tensors loaded; new head for {num_classes} classes (the file has "
-            f"{old}), not loaded: {', '.join(heads)}",
-            file=sys.stderr,
+            f"{old}), not loaded: {', '.join(heads)}"
         )
     else:
-        print(f"weights {source}: all {len(own)} tensors loaded (the head included: same classes)", file=sys.stderr)
+        _log.warning(f"weights {source}: all {len(own)} tensors loaded (the head included: same classes)")
     return model
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "GuardedTracker",
@@ -111,7 +113,7 @@ class GuardedTracker:
                 f"tracker {self.name!r} failed in {method}() with {type(exc).__name__}: {exc}; "
                 "it is disabled for the rest of the run, training continues with the other trackers"
             )
-            print(f"segkit: warning: {message}", file=sys.stderr, flush=True)
+            _log.warning(f"segkit: warning: {message}")
             warnings.warn(message, TrackerWarning, stacklevel=3)
             if method != "close":
                 # Release what the backend holds (files, threads) without reporting a second error.

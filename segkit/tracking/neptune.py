@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
-import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +17,8 @@ import numpy as np
 
 from segkit.tracking import TRACKERS
 from segkit.tracking.base import TrackerWarning, histogram_figure_array, require, to_rgb_array
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["NeptuneTracker", "neptune_server_address"]
 
@@ -120,7 +122,7 @@ class NeptuneTracker:
             "Upload it later with `neptune sync`, or replay it with `segkit runs export .neptune/offline/<run> "
             "--to mlflow`."
         )
-        print(f"segkit: warning: {message}", file=sys.stderr, flush=True)
+        _log.warning(f"segkit: warning: {message}")
         warnings.warn(message, TrackerWarning, stacklevel=3)
 
     # --------------------------------------------------------------- protocol
