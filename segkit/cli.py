@@ -165,7 +165,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segkit.checkpoint import load_checkpoint
     from segkit.config import config_from_dict, load_config
     from segkit.datasets import build_dataset
-    from segkit.export import model_from_checkpoint
+    from segkit.models.from_checkpoint import model_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
     if args.config:

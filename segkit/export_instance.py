@@ -55,10 +55,10 @@ def input_normalization(model: nn.Module, normalization: Any = None) -> dict[str
         ``{"mean": [...], "std": [...]}``, one float per channel, in the units of the image file's pixels.
     """
     from segkit.datasets.normalization import Normalization, pixel_range
-    from segkit.inference.predictor import _normalises_inside
+    from segkit.inference.instances import normalises_inside
 
     norm = Normalization.coerce(normalization)
-    if _normalises_inside(model):
+    if normalises_inside(model):
         scale = pixel_range(norm.dtype or "uint8")
         return {"mean": [0.0] * norm.channels, "std": [scale] * norm.channels}
     return {"mean": list(norm.mean), "std": list(norm.std)}

@@ -6,14 +6,10 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from segkit.registry import Registry
-
-DATASETS: Registry[Dataset] = Registry("datasets")
-
 # Each family module registers its datasets on import; import every one explicitly.
-from segkit.datasets import camvid, cityscapes, coco, folder, shapes, voc  # noqa: E402,F401
-from segkit.datasets.bad_samples import BadSampleError, BadSampleLog  # noqa: E402
-from segkit.datasets.base import (  # noqa: E402
+from segkit.datasets import camvid, cityscapes, coco, folder, shapes, voc  # noqa: F401
+from segkit.datasets.bad_samples import BadSampleError, BadSampleLog
+from segkit.datasets.base import (
     SegmentationDataset,
     collate_instances,
     collate_semantic,
@@ -21,9 +17,10 @@ from segkit.datasets.base import (  # noqa: E402
     predict_unpadded,
     training_targets,
 )
-from segkit.datasets.coco import CocoFormatError  # noqa: E402
-from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding  # noqa: E402
-from segkit.datasets.wrappers import DatasetInfo, dataset_info  # noqa: E402
+from segkit.datasets.coco import CocoFormatError
+from segkit.datasets.mask_encoding import MaskEncoding, MaskEncodingError, detect_mask_encoding
+from segkit.datasets.registry import DATASETS
+from segkit.datasets.wrappers import DatasetInfo, dataset_info
 
 __all__ = [
     "BadSampleError",

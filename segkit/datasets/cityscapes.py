@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from segkit.datasets import DATASETS
 from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.decoding import read_image, read_mask
 from segkit.datasets.file_dataset import FileDataset, check_decoded, check_items
 from segkit.datasets.label_tables import LabelTable
+from segkit.datasets.registry import DATASETS
 
 __all__ = ["CITYSCAPES_LABELS", "CityscapesDataset"]
 

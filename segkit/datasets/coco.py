@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from segkit.datasets import DATASETS
 from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.base import default_palette
 from segkit.datasets.decoding import read_image
 from segkit.datasets.file_dataset import FileDataset
+from segkit.datasets.registry import DATASETS
 
 __all__ = [
     "COCODataset",

@@ -60,7 +60,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segkit.datasets import DATASETS
 from segkit.datasets.bad_samples import BadSampleError
 from segkit.datasets.base import default_palette
 from segkit.datasets.decoding import read_image, read_mask
@@ -71,6 +70,7 @@ from segkit.datasets.mask_encoding import MaskEncoding, detect_mask_encoding
 from segkit.datasets.mask_format import stored_mask_format
 from segkit.datasets.mask_messages import cli_set
 from segkit.datasets.mask_size import MASK_RESIZE, fit_mask, pairs_message, scan_sizes
+from segkit.datasets.registry import DATASETS
 
 _log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ import numpy as np
 import torch
 
 from segkit.datasets.base import to_sample
-from segkit.datasets.shapes import instance_target
 
-__all__ = ["instance_sample"]
+__all__ = ["instance_sample", "instance_target"]
 
 
 def instance_sample(
@@ -60,3 +59,42 @@ def instance_sample(
     else:
         target["iscrowd"] = torch.as_tensor([iscrowd[i] for i in keep if masks[i].any()], dtype=torch.int64)
     return to_sample(image, mask, None, path, target=target)
+
+
+def instance_target(masks: list[np.ndarray], labels: list[int], image_id: int) -> dict[str, torch.Tensor]:
+    """Build a torchvision detection target from per-instance binary masks (empty masks dropped).
+
+    Args:
+        masks: ``(H, W)`` arrays, nonzero = object.
+        labels: class index of each mask.
+        image_id: stored as ``image_id``.
+
+    Returns:
+        Dict with ``boxes`` float32 ``(K, 4)`` xyxy (``x2``/``y2`` exclusive pixel edges), ``labels`` int64,
+        ``masks`` uint8 ``(K, H, W)``, ``image_id`` int64 scalar, ``area`` float32, ``iscrowd`` int64 zeros.
+    """
+    keep = [i for i, m in enumerate(masks) if np.any(m)]
+    if keep:
+        stack = np.stack([np.asarray(masks[i]) != 0 for i in keep])
+        rows: np.ndarray = np.asarray(stack.any(axis=2))
+        cols: np.ndarray = np.asarray(stack.any(axis=1))
+        y1 = rows.argmax(axis=1)
+        y2 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+        x1 = cols.argmax(axis=1)
+        x2 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
+        boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+        masks_t = torch.from_numpy(stack.astype(np.uint8))
+        area = torch.from_numpy(stack.sum(axis=(1, 2)).astype(np.float32))
+    else:
+        h, w = masks[0].shape if masks else (0, 0)
+        boxes = np.zeros((0, 4), np.float32)
+        masks_t = torch.zeros((0, h, w), dtype=torch.uint8)
+        area = torch.zeros((0,), dtype=torch.float32)
+    return {
+        "boxes": torch.from_numpy(boxes),
+        "labels": torch.as_tensor([labels[i] for i in keep], dtype=torch.int64),
+        "masks": masks_t,
+        "image_id": torch.tensor(image_id, dtype=torch.int64),
+        "area": area,
+        "iscrowd": torch.zeros((len(keep),), dtype=torch.int64),
+    }

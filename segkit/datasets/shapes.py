@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
-from segkit.datasets import DATASETS
 from segkit.datasets.base import SegmentationDataset, default_palette, to_sample
+from segkit.datasets.instance_targets import instance_target
+from segkit.datasets.registry import DATASETS
 from segkit.datasets.transforms import build_transforms
 
 __all__ = ["ShapesDataset", "SHAPE_KINDS"]
@@ -149,45 +149,6 @@ class ShapesDataset(SegmentationDataset):
             image, mask, inst = out["image"], out["mask"], list(out.get("masks", []))
         target = instance_target([np.asarray(m) == 1 for m in inst], labels, index)
         return to_sample(image, mask, None, path, target=target)
-
-
-def instance_target(masks: list[np.ndarray], labels: list[int], image_id: int) -> dict[str, torch.Tensor]:
-    """Build a torchvision detection target from per-instance binary masks (empty masks dropped).
-
-    Args:
-        masks: ``(H, W)`` arrays, nonzero = object.
-        labels: class index of each mask.
-        image_id: stored as ``image_id``.
-
-    Returns:
-        Dict with ``boxes`` float32 ``(K, 4)`` xyxy (``x2``/``y2`` exclusive pixel edges), ``labels`` int64,
-        ``masks`` uint8 ``(K, H, W)``, ``image_id`` int64 scalar, ``area`` float32, ``iscrowd`` int64 zeros.
-    """
-    keep = [i for i, m in enumerate(masks) if np.any(m)]
-    if keep:
-        stack = np.stack([np.asarray(masks[i]) != 0 for i in keep])
-        rows: np.ndarray = np.asarray(stack.any(axis=2))
-        cols: np.ndarray = np.asarray(stack.any(axis=1))
-        y1 = rows.argmax(axis=1)
-        y2 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
-        x1 = cols.argmax(axis=1)
-        x2 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
-        boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
-        masks_t = torch.from_numpy(stack.astype(np.uint8))
-        area = torch.from_numpy(stack.sum(axis=(1, 2)).astype(np.float32))
-    else:
-        h, w = masks[0].shape if masks else (0, 0)
-        boxes = np.zeros((0, 4), np.float32)
-        masks_t = torch.zeros((0, h, w), dtype=torch.uint8)
-        area = torch.zeros((0,), dtype=torch.float32)
-    return {
-        "boxes": torch.from_numpy(boxes),
-        "labels": torch.as_tensor([labels[i] for i in keep], dtype=torch.int64),
-        "masks": masks_t,
-        "image_id": torch.tensor(image_id, dtype=torch.int64),
-        "area": area,
-        "iscrowd": torch.zeros((len(keep),), dtype=torch.int64),
-    }
 
 
 def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Instances", "is_detection_model"]
+__all__ = ["Instances", "is_detection_model", "normalises_inside"]
 
 
 @dataclass
@@ -116,3 +116,12 @@ def is_detection_model(model: nn.Module) -> bool:
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     return isinstance(getattr(model, "transform", None), GeneralizedRCNNTransform)
+
+
+def normalises_inside(model: nn.Module) -> bool:
+    """True when a torchvision detector's own transform normalises (its mean/std are not the identity)."""
+    transform = getattr(model, "transform", None)
+    mean, std = getattr(transform, "image_mean", None), getattr(transform, "image_std", None)
+    if mean is None or std is None:
+        return True
+    return any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std)

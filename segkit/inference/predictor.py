@@ -14,21 +14,12 @@ from torch import nn
 from segkit.checkpoint import load_checkpoint
 from segkit.datasets.decoding import read_image
 from segkit.datasets.normalization import Normalization, pixel_range
-from segkit.inference.instances import Instances, is_detection_model
+from segkit.inference.instances import Instances, is_detection_model, normalises_inside
 from segkit.inference.window import sliding_window, tta_logits
 
 __all__ = ["Predictor", "read_image"]
 
 ImageLike = str | Path | np.ndarray | torch.Tensor
-
-
-def _normalises_inside(model: nn.Module) -> bool:
-    """True when a torchvision detector's own transform normalises (its mean/std are not the identity)."""
-    transform = getattr(model, "transform", None)
-    mean, std = getattr(transform, "image_mean", None), getattr(transform, "image_std", None)
-    if mean is None or std is None:
-        return True
-    return any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std)
 
 
 class Predictor:
@@ -121,7 +112,7 @@ class Predictor:
         The model is named by the checkpoint's config, or else by the ``model_config`` that
         ``build_model`` recorded (a Trainer built in Python without a config); pretrained-weight options
         (``encoder_weights``, ``weights``) are dropped, so nothing is downloaded (see
-        ``segkit.export.model_from_checkpoint``). New images are normalised with the checkpoint's
+        ``segkit.models.from_checkpoint.model_from_checkpoint``). New images are normalised with the checkpoint's
         ``normalization`` (checkpoints written before segkit stored it have none: ImageNet statistics
         for uint8 RGB, what their training used).
 
@@ -129,7 +120,7 @@ class Predictor:
             CheckpointError: unreadable file, no model description inside (a model not made by
                 ``build_model``), or weights that do not fit.
         """
-        from segkit.export import model_from_checkpoint
+        from segkit.models.from_checkpoint import model_from_checkpoint
 
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(path, ckpt)
@@ -269,7 +260,7 @@ class Predictor:
             arrays = [self.normalization.check_image(read_image(p) if isinstance(p, (str, Path)) else p) for p in items]
             # segkit's Mask R-CNN takes images normalised like its training data; a plain torchvision
             # detector normalises [0, 1] images itself.
-            if _normalises_inside(self.model):
+            if normalises_inside(self.model):
                 unit = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).div(pixel_range(a.dtype)) for a in arrays]
             else:
                 unit = [torch.from_numpy(self.normalization.apply(a)).permute(2, 0, 1) for a in arrays]

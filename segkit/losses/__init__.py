@@ -7,12 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from segkit.registry import Registry
-
-LOSSES: Registry[nn.Module] = Registry("losses")
-
 # Each family module registers its losses on import; import every one explicitly.
-from segkit.losses import (  # noqa: E402,F401
+from segkit.losses import (  # noqa: F401
     cross_entropy,
     distance,
     focal,
@@ -23,8 +19,9 @@ from segkit.losses import (  # noqa: E402,F401
     realtime,
     region,
 )
-from segkit.losses.class_presence import ClassPresenceLoss, class_presence, class_presence_loss  # noqa: E402
-from segkit.losses.combined import CombinedLoss  # noqa: E402
+from segkit.losses.class_presence import ClassPresenceLoss, class_presence, class_presence_loss
+from segkit.losses.combined import CombinedLoss
+from segkit.losses.registry import LOSSES
 
 __all__ = [
     "LOSSES",

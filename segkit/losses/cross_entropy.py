@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import _check_mode, binary_cross_entropy, cross_entropy, topk_cross_entropy
 from segkit.losses.functional_distance import distance_penalized_cross_entropy
+from segkit.losses.registry import LOSSES
 
 __all__ = ["CrossEntropyLoss", "DistancePenalizedCELoss", "TopKCrossEntropyLoss", "WeightedCrossEntropyLoss"]
 

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import _check_mode
 from segkit.losses.functional_distance import (
     boundary_loss,
@@ -19,6 +18,7 @@ from segkit.losses.functional_distance import (
     onehot_target,
     signed_distance_map,
 )
+from segkit.losses.registry import LOSSES
 
 __all__ = ["BoundaryLoss", "HausdorffDTLoss", "WithDistanceMaps"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import _check_mode, focal_loss
+from segkit.losses.registry import LOSSES
 
 __all__ = ["FocalLoss"]
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import cross_entropy
+from segkit.losses.registry import LOSSES
 
 __all__ = ["GatedSCNNLoss", "boundary_target", "gated_scnn_loss"]
 

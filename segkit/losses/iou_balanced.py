@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import _check_mode, iou_balanced_loss
+from segkit.losses.registry import LOSSES
 
 __all__ = ["IoUBalancedLoss"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional_lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from segkit.losses.registry import LOSSES
 
 __all__ = ["LovaszHingeLoss", "LovaszSoftmaxLoss"]
 

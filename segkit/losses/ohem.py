@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import per_pixel_ce
+from segkit.losses.registry import LOSSES
 
 __all__ = ["OhemCrossEntropyLoss", "ohem_ce"]
 

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import cross_entropy
 from segkit.losses.gated_scnn import boundary_target
 from segkit.losses.ohem import ohem_ce
+from segkit.losses.registry import LOSSES
 
 __all__ = ["DDRNetLoss", "PIDNetLoss", "balanced_boundary_bce", "ddrnet_loss", "pidnet_loss"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.losses import LOSSES
 from segkit.losses.functional import _check_mode
 from segkit.losses.functional_region import (
     ABSENT,
@@ -14,6 +13,7 @@ from segkit.losses.functional_region import (
     sensitivity_specificity_loss,
     tversky_loss,
 )
+from segkit.losses.registry import LOSSES
 
 __all__ = ["DiceLoss", "JaccardLoss", "SensitivitySpecificityLoss", "TverskyLoss"]
 

@@ -9,13 +9,10 @@ from typing import Any
 
 from torch import nn
 
-from segkit.registry import Registry
-
-MODELS: Registry[nn.Module] = Registry("models")
-
 # Each family module registers its models on import; import every one explicitly so that
 # every built-in name is always available.
-from segkit.models import ddrnet, fastfcn, gated_scnn, mask_rcnn, pidnet, segnet, smp  # noqa: E402,F401
+from segkit.models import ddrnet, fastfcn, gated_scnn, mask_rcnn, pidnet, segnet, smp  # noqa: F401
+from segkit.models.registry import MODELS
 
 __all__ = ["MODELS", "WEIGHT_ARGUMENTS", "build_model", "model_config"]
 

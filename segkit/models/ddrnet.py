@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.models import MODELS
 from segkit.models._dual_branch import (
     DAPPM,
     BasicBlock,
@@ -17,6 +16,7 @@ from segkit.models._dual_branch import (
     make_stage,
     resize,
 )
+from segkit.models.registry import MODELS
 from segkit.models.weights import load_weights
 
 __all__ = ["DDRNet", "ddrnet_23", "ddrnet_23_slim"]

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.models import MODELS
 from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
+from segkit.models.registry import MODELS
 from segkit.models.weights import load_weights
 
 __all__ = ["GatedSCNN", "GatedSpatialConv", "gated_scnn", "image_gradient"]

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from segkit.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, mismatch_report, model_weights
-from segkit.models import MODELS
 from segkit.models._utils import download_guard, torch_cache_dir
+from segkit.models.registry import MODELS
 from segkit.models.weights import is_weights_file
 
 _log = logging.getLogger(__name__)

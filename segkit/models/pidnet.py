@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.models import MODELS
 from segkit.models._dual_branch import (
     DAPPM,
     BasicBlock,
@@ -19,6 +18,7 @@ from segkit.models._dual_branch import (
     pooled_branches,
     resize,
 )
+from segkit.models.registry import MODELS
 from segkit.models.weights import load_weights
 
 __all__ = ["PAPPM", "PIDNet", "Bag", "LightBag", "PagFM", "pidnet_s"]

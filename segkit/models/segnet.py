@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.models import MODELS
 from segkit.models._utils import PadToMultiple, download_guard, torch_cache_dir
+from segkit.models.registry import MODELS
 from segkit.models.weights import load_weights
 
 __all__ = ["SegNet", "segnet"]

@@ -13,8 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from segkit.models import MODELS
 from segkit.models._utils import PadToMultiple, download_guard, hf_cache_dir
+from segkit.models.registry import MODELS
 from segkit.models.weights import is_weights_file, load_encoder_weights, load_weights
 
 __all__ = ["SMP_ARCHITECTURES", "aux_head", "build_smp", "smp_class", "unet"]

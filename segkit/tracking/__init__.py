@@ -5,13 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from segkit.registry import Registry
-from segkit.tracking.base import GuardedTracker, MissingExtraError, Tracker, TrackerWarning
-
-TRACKERS: Registry[Tracker] = Registry("trackers")
-
 # Each module registers its tracker; optional packages are imported only when a tracker is built.
-from segkit.tracking import jsonl, mlflow, neptune, tensorboard  # noqa: E402,F401
+from segkit.tracking import jsonl, mlflow, neptune, tensorboard  # noqa: F401
+from segkit.tracking.base import GuardedTracker, MissingExtraError, Tracker, TrackerWarning
+from segkit.tracking.registry import TRACKERS
 
 __all__ = ["TRACKERS", "GuardedTracker", "MissingExtraError", "Tracker", "TrackerWarning", "build_tracker"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from segkit.tracking import TRACKERS
+from segkit.tracking.registry import TRACKERS
 
 __all__ = ["JsonlTracker", "read_jsonl"]
 

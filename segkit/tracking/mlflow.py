@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from segkit.tracking import TRACKERS
 from segkit.tracking.base import flatten_params, histogram_figure_array, require, to_rgb_array
+from segkit.tracking.registry import TRACKERS
 
 # This module is segkit.tracking.mlflow; ``import mlflow`` below is absolute and gets the real package.
 # Never run this file as a script (its folder would go first on sys.path and shadow the package).

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from segkit.tracking import TRACKERS
 from segkit.tracking.base import TrackerWarning, histogram_figure_array, require, to_rgb_array
+from segkit.tracking.registry import TRACKERS
 
 _log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from segkit.tracking import TRACKERS
 from segkit.tracking.base import require, to_rgb_array
+from segkit.tracking.registry import TRACKERS
 
 __all__ = ["TensorBoardTracker"]
 
