@@ -517,7 +517,7 @@ def _inspect_split(args: argparse.Namespace, kwargs: dict[str, Any], split: str 
     instance = getattr(data, "task", None) == "instance"
     channels = None
     if hasattr(data, "load_raw"):
-        from segkit.datasets.inspect import channel_stats
+        from segkit.datasets.dataset_stats import channel_stats
 
         channels = channel_stats(data, max_images=args.max_images)
     if instance:

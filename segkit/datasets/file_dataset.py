@@ -84,7 +84,7 @@ class FileDataset(SegmentationDataset):
             return
         info = self._first_image_info()
         self.in_channels, self.image_dtype = info.channels, info.dtype.name
-        from segkit.datasets.inspect import channel_stats
+        from segkit.datasets.dataset_stats import channel_stats
 
         norm, self.normalization_source = resolve_normalization(
             type(self).__name__,

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from segkit.datasets import build_dataset, dataset_info
-from segkit.engine.batches import build_loss_for_dataset
+from segkit.engine.data_setup import build_loss_for_dataset
 from segkit.engine.inputs import model_arguments
 from segkit.engine.rng import seed_everything
 from segkit.models import build_model

@@ -23,9 +23,10 @@ from segkit.config import AMP_CHOICES, COMPILE_CHOICES
 from segkit.datasets import collate_instances, collate_semantic, dataset_info, predict_unpadded, training_targets
 from segkit.datasets.bad_samples import BadSampleLog
 from segkit.datasets.normalization import Normalization, share_normalization
-from segkit.engine.batches import aux_head_classes, build_loss_for_dataset, data_info, last_batch_drop, padding_notice
+from segkit.engine.batches import last_batch_drop, padding_notice
 from segkit.engine.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from segkit.engine.compiling import compile_module, compile_probe, resolve_compile, uncompiled
+from segkit.engine.data_setup import aux_head_classes, build_loss_for_dataset, data_info
 from segkit.engine.ema import ModelEMA
 from segkit.engine.finetune import (
     group_lrs,

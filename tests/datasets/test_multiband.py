@@ -8,8 +8,8 @@ from PIL import Image
 
 from segkit.datasets import build_dataset
 from segkit.datasets.bad_samples import BadSampleError
+from segkit.datasets.dataset_stats import channel_stats
 from segkit.datasets.decoding import image_info, image_size, read_image
-from segkit.datasets.inspect import channel_stats
 
 SIZES = [(48, 64), (40, 56), (48, 64), (56, 40), (48, 64)]
 
