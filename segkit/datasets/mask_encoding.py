@@ -22,6 +22,7 @@ from segkit.datasets.mask_messages import (
     stray_message,
 )
 from segkit.datasets.mask_stats import (
+    MaskHeader,
     MaskStats,
     count_masks,
     is_lossy,
@@ -291,48 +292,15 @@ def detect_mask_encoding(
     values = None if mask_values is None else [int(v) for v in mask_values]
     if values is not None:
         _check_values(values, num_classes, ignore_index)
-    chosen = evenly_spaced(len(paths), sample)
-    headers = {i: mask_header(paths[i]) for i in chosen}
-    readable = [i for i in chosen if headers[i] is not None]
-    if not readable:
-        raise MaskEncodingError(f"{paths[chosen[0]]}: cannot read any of the {len(chosen)} label files sampled")
-    groups = [headers[i].group for i in readable]  # type: ignore[union-attr]
-    group = max(set(groups), key=groups.count)
-    modes = {headers[i].mode for i in readable if headers[i].group == group}  # type: ignore[union-attr]
-    first = next(paths[i] for i in readable if headers[i].group == group)  # type: ignore[union-attr]
-    lossy_files = [(paths[i], kind) for i in readable if (kind := is_lossy(paths[i]))]
-    lossy = lossy_files[0][1] if lossy_files else None
-    if lossy_files:
-        first = lossy_files[0][0]
-    if lossy and values is None and colours is None:
-        stats = count_masks([first], progress=False)
-        colour = bool(stats.per_file) and stats.per_file[0][3]  # colours, not grey saved as RGB
-        remedy = (
-            "pass palette=[[r, g, b], ...] (the colours you drew, in class order; segkit train: "
-            f"{cli_set('palette', [[0, 0, 0], [255, 0, 0]])})"
-            if colour
-            else "pass mask_values=[...] (the values you drew, in class order, e.g. [0, 255]; segkit train: "
-            f"{cli_set('mask_values', [0, 255])})"
-        )
-        raise MaskEncodingError(
-            f"{first}: a {lossy} mask: lossy compression invents values near every edge "
-            f"({stats.distinct()} distinct values in this file), so labels cannot be read exactly. Remedy: save "
-            f"the masks as PNG, or {remedy} to snap every pixel to the nearest listed one"
-        )
-    kept = [paths[i] for i in readable if headers[i].group == group]  # type: ignore[union-attr]
-    stats = count_masks(kept)
-    ctx = _Context(paths, num_classes, values, colours, ignore_index, unlisted, first, lossy)
-    enc = ctx.decide(group, modes, stats)
+    found = _sample_headers(paths, sample)
+    if found.lossy and values is None and colours is None:
+        _refuse_lossy(found.first, found.lossy)
+    rules = _EncodingRules(paths, num_classes, values, colours, ignore_index, unlisted, found.first, found.lossy)
+    enc = rules.decide(found.group, found.modes, count_masks(found.kept))
     enc.files_total = len(paths)
     for text in enc.warnings:
-        warnings.warn(f"{first.parent}: {text}", MaskEncodingWarning, stacklevel=2)
-    for i in chosen:
-        if headers[i] is None:
-            enc.bad_files.append((str(paths[i]), f"{paths[i]}: corrupt or unsupported label file"))
-        elif headers[i].group != group:  # type: ignore[union-attr]
-            enc.bad_files.append((str(paths[i]), odd_mode_message(paths[i], headers[i].mode, group)))  # type: ignore[union-attr]
-    seen = {p for p, _ in enc.bad_files}
-    enc.bad_files.extend(item for item in ctx.bad if item[0] not in seen)
+        warnings.warn(f"{found.first.parent}: {text}", MaskEncodingWarning, stacklevel=2)
+    _record_bad_files(enc, found, rules.bad)
     if enc.bad_files and bad_files == "raise":
         raise MaskEncodingError(enc.bad_files[0][1])
     if enc.bad_files:
@@ -340,8 +308,72 @@ def detect_mask_encoding(
     return enc
 
 
-class _Context:
-    """The inputs of one decision, shared by the per-kind rules below."""
+@dataclass
+class _Sample:
+    """The headers of the sampled label files and what they decide: the majority group (grey or RGB) and its
+    modes, the files of that group to count, the file named in messages, and whether the masks are lossy."""
+
+    paths: list[Path]
+    chosen: list[int]
+    headers: dict[int, MaskHeader | None]
+    group: str
+    modes: set[str]
+    kept: list[Path]
+    first: Path
+    lossy: str | None
+
+
+def _sample_headers(paths: list[Path], sample: int) -> _Sample:
+    """Read the headers of ``sample`` evenly spaced files (no pixel decoded) and pick the majority group."""
+    chosen = evenly_spaced(len(paths), sample)
+    headers = {i: mask_header(paths[i]) for i in chosen}
+    readable = {i: h for i, h in headers.items() if h is not None}
+    if not readable:
+        raise MaskEncodingError(f"{paths[chosen[0]]}: cannot read any of the {len(chosen)} label files sampled")
+    groups = [h.group for h in readable.values()]
+    group = max(set(groups), key=groups.count)
+    in_group = [i for i, h in readable.items() if h.group == group]
+    lossy_files = [(paths[i], kind) for i in readable if (kind := is_lossy(paths[i]))]
+    first = lossy_files[0][0] if lossy_files else paths[in_group[0]]
+    modes = {readable[i].mode for i in in_group}
+    lossy = lossy_files[0][1] if lossy_files else None
+    return _Sample(paths, chosen, headers, group, modes, [paths[i] for i in in_group], first, lossy)
+
+
+def _refuse_lossy(first: Path, lossy: str) -> None:
+    """Lossy masks without ``mask_values``/``palette``: the error, with the remedy for grey or colour masks."""
+    stats = count_masks([first], progress=False)
+    colour = bool(stats.per_file) and stats.per_file[0][3]  # colours, not grey saved as RGB
+    remedy = (
+        "pass palette=[[r, g, b], ...] (the colours you drew, in class order; segkit train: "
+        f"{cli_set('palette', [[0, 0, 0], [255, 0, 0]])})"
+        if colour
+        else "pass mask_values=[...] (the values you drew, in class order, e.g. [0, 255]; segkit train: "
+        f"{cli_set('mask_values', [0, 255])})"
+    )
+    raise MaskEncodingError(
+        f"{first}: a {lossy} mask: lossy compression invents values near every edge "
+        f"({stats.distinct()} distinct values in this file), so labels cannot be read exactly. Remedy: save "
+        f"the masks as PNG, or {remedy} to snap every pixel to the nearest listed one"
+    )
+
+
+def _record_bad_files(enc: MaskEncoding, found: _Sample, undecodable: list[tuple[str, str]]) -> None:
+    """Unreadable sampled files, files of another mode, and files with values this encoding cannot decode."""
+    for i in found.chosen:
+        header = found.headers[i]
+        if header is None:
+            enc.bad_files.append((str(found.paths[i]), f"{found.paths[i]}: corrupt or unsupported label file"))
+        elif header.group != found.group:
+            enc.bad_files.append((str(found.paths[i]), odd_mode_message(found.paths[i], header.mode, found.group)))
+    seen = {p for p, _ in enc.bad_files}
+    enc.bad_files.extend(item for item in undecodable if item[0] not in seen)
+
+
+class _EncodingRules:
+    """The rules that turn counted mask values into a ``MaskEncoding``: colour masks (``decide``), grey masks
+    (``grey``), then the checks every encoding passes (``checked``). ``bad`` collects the files whose values do
+    not decode under the chosen encoding."""
 
     def __init__(
         self,
@@ -368,26 +400,27 @@ class _Context:
                     )
                 kind = "snapped" if self.lossy else "rgb"
                 enc = MaskEncoding(kind, None, len(self.colours), self.ignore_index, colours=self.colours)
-                return self._finish(enc, stats)
+                return self.checked(enc, stats)
             if self.values is None or not self.lossy:
                 raise MaskEncodingError(colour_message(self.first, stats))
-        enc = self._grey(stats, modes, grey_rgb=group == "rgb" and stats.grey_rgb)
+        enc = self.grey(stats, modes, grey_rgb=group == "rgb" and stats.grey_rgb)
         if self.colours is not None:
             enc.notes.append("the masks hold indices: palette= only gives the display colours")
         return enc
 
-    def _grey(self, stats: MaskStats, modes: set[str], grey_rgb: bool) -> MaskEncoding:
+    def grey(self, stats: MaskStats, modes: set[str], grey_rgb: bool) -> MaskEncoding:
+        """Grey (or grey-as-RGB) masks: listed values, binary 0/255 (strays included), or index/palette masks."""
         present = stats.present()
         ign = self.ignore_index
         if self.values is not None:
             kind = "snapped" if self.lossy else "values"
             unlisted = "nearest" if self.lossy else self.unlisted
             enc = MaskEncoding(kind, self.values, len(self.values), ign, grey_rgb=grey_rgb, unlisted=unlisted)
-            return self._finish(enc, stats)
+            return self.checked(enc, stats)
         labelled = [v for v in present if v != ign]
         if set(present) <= {0, 255} and 255 in present and 0 in present and self.num_classes in (None, 2):
             enc = MaskEncoding("binary", [0, 255], 2, ign, grey_rgb=grey_rgb, unlisted=self.unlisted)
-            return self._finish(enc, stats)
+            return self.checked(enc, stats)
         strays = stats.near_binary(ign) if self.num_classes in (None, 2) else []
         if strays and stats.files < len(self.paths):  # name every stray file, not only the sampled ones
             stats = count_masks(self.paths, progress=True)
@@ -399,7 +432,7 @@ class _Context:
             enc.notes.append(
                 f"{n} stray pixel(s) in {len({p for p, _, _ in strays})} file(s) -> ignore_index (see warning)"
             )
-            return self._finish(enc, stats)
+            return self.checked(enc, stats)
         if not labelled:
             raise MaskEncodingError(
                 f"{self.first}: every pixel of the {stats.files} label files read is ignore_index {ign}: nothing "
@@ -429,26 +462,21 @@ class _Context:
                     f"are uint8). Remedy: pass mask_values=[...] listing the stored values in class order"
                 )
         enc = MaskEncoding(kind, None, k, ign, grey_rgb=grey_rgb, unlisted=self.unlisted)
-        return self._finish(enc, stats)
+        return self.checked(enc, stats)
 
-    def _finish(self, enc: MaskEncoding, stats: MaskStats) -> MaskEncoding:
-        """Shares per class from the counts, per-file values that do not decode, the degenerate checks."""
-        counts, bad = stats.class_counts(enc)
-        self.bad = list(stats.failed)
-        for path, found, rgb in bad:
-            self.bad.append((str(path), bad_value_message(path, found, rgb, enc)))
+    def checked(self, enc: MaskEncoding, stats: MaskStats) -> MaskEncoding:
+        """The checks every encoding passes: at least 2 classes, something decodable and not all ignored, 2 classes
+        present (over every file when the sample holds one), and the shares per class and notes."""
         if enc.num_classes < 2:
             raise MaskEncodingError(
                 f"{self.first}: num_classes={enc.num_classes}: a model needs at least 2 classes. Remedy: give "
                 "every class present (background included), e.g. mask_values=[0, 255] for binary masks "
                 f"({cli_set('mask_values', [0, 255])})"
             )
-        total = counts.sum()
-        if total == 0:
-            raise MaskEncodingError(f"{self.first}: no pixel of the label files read could be decoded")
-        enc.pixel_share = counts[: enc.num_classes] / total
-        enc.ignored_share = float(counts[enc.num_classes] / total)
-        enc.files_read = stats.files
+        self._shares(enc, stats)
+        if np.count_nonzero(enc.pixel_share) < 2 and stats.files < len(self.paths):
+            stats = count_masks(self.paths, progress=True)  # one class in the sample: is it so in every file?
+            self._shares(enc, stats)
         if enc.ignored_share == 1.0:
             raise MaskEncodingError(
                 f"{self.first}: every pixel of the {stats.files} label files read maps to ignore_index "
@@ -456,8 +484,6 @@ class _Context:
             )
         classes = np.flatnonzero(enc.pixel_share > 0)
         if len(classes) < 2:
-            if stats.files < len(self.paths):
-                return self._finish(enc, count_masks(self.paths, progress=True))
             hint = ""
             if enc.ignored_share > 0 and enc.kind not in ("binary", "values"):
                 hint = (
@@ -475,6 +501,19 @@ class _Context:
         if len(empty):
             enc.notes.append(f"classes without pixels in the files read: {empty[:10].tolist()}")
         return enc
+
+    def _shares(self, enc: MaskEncoding, stats: MaskStats) -> None:
+        """Fill ``enc``'s pixel shares per class and ignored from ``stats``; note the files that do not decode."""
+        counts, undecodable = stats.class_counts(enc)
+        self.bad = list(stats.failed)
+        for path, found, rgb in undecodable:
+            self.bad.append((str(path), bad_value_message(path, found, rgb, enc)))
+        total = counts.sum()
+        if total == 0:
+            raise MaskEncodingError(f"{self.first}: no pixel of the label files read could be decoded")
+        enc.pixel_share = counts[: enc.num_classes] / total
+        enc.ignored_share = float(counts[enc.num_classes] / total)
+        enc.files_read = stats.files
 
 
 def _check_values(values: list[int], num_classes: int | None, ignore_index: int) -> None:
