@@ -127,7 +127,9 @@ def test_validation_data_uses_the_training_statistics(tmp_path):
     train, val = build_dataset("folder", root=tmp_path / "a"), build_dataset("folder", root=tmp_path / "b")
     assert val.normalization != train.normalization  # each computed its own
     model = build_model("unet", in_channels=4, num_classes=3, **SMALL)
-    Trainer(model, "ce", train, val, epochs=1, out_dir=tmp_path / "run", device="cpu")
+    trainer = Trainer(model, "ce", train, val, epochs=1, out_dir=tmp_path / "run", device="cpu")
+    assert val.normalization != train.normalization  # the constructor only stores (issue 29)
+    trainer.validate()  # fit or validate gives the validation data the training statistics
     assert val.normalization == train.normalization
     x = tifffile.imread(tmp_path / "b" / "images" / "t0.tif").transpose(1, 2, 0).astype(np.float64)
     expected = (x - np.asarray(train.normalization.mean)) / np.asarray(train.normalization.std)
@@ -135,7 +137,7 @@ def test_validation_data_uses_the_training_statistics(tmp_path):
     # Statistics given explicitly to the validation data are the user's call: kept, with a warning.
     given = build_dataset("folder", root=tmp_path / "b", mean=1000.0, std=100.0)
     with pytest.warns(UserWarning, match="differs from the training data's"):
-        Trainer(model, "ce", train, given, epochs=1, out_dir=tmp_path / "run", device="cpu")
+        Trainer(model, "ce", train, given, epochs=1, out_dir=tmp_path / "run", device="cpu").validate()
     assert given.normalization.mean == (1000.0,) * 4
 
 
