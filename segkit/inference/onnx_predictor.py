@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 
 from segkit.datasets.decoding import read_image
 from segkit.datasets.normalization import Normalization
-from segkit.inference.window import sliding_window, tta_logits
+from segkit.inference.window import windowed_logits
 
 __all__ = ["OnnxPredictor", "read_metadata"]
 
@@ -126,15 +125,7 @@ class OnnxPredictor:
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K, H, W)`` for normalised images ``(N, C, H, W)``, with the window and TTA when set."""
-        fn: Callable[[torch.Tensor], torch.Tensor] = self._forward
-        if self.window is not None:
-            window = self.window
-
-            def windowed(t: torch.Tensor) -> torch.Tensor:
-                return sliding_window(self._forward, t, window, self.overlap, self.weighting, self.batch_size)
-
-            fn = windowed
-        return tta_logits(fn, x, self.flips, self.scales) if self.tta else fn(x)
+        return windowed_logits(self._forward, x, self)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.graph_size is not None and tuple(x.shape[-2:]) != self.graph_size:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from segkit.checkpoint import load_checkpoint
 from segkit.datasets.decoding import read_image
 from segkit.datasets.normalization import Normalization, pixel_range
 from segkit.inference.instances import Instances, is_detection_model, normalises_inside
-from segkit.inference.window import sliding_window, tta_logits
+from segkit.inference.window import windowed_logits
 
 __all__ = ["Predictor", "read_image"]
 
@@ -179,17 +179,7 @@ class Predictor:
         """
         if self.task == "instance":
             raise ValueError("predict_logits: this predictor runs an instance model; use predict()")
-        fn: Callable[[torch.Tensor], torch.Tensor] = self._forward
-        if self.window is not None:
-            window = self.window
-
-            def windowed(t: torch.Tensor) -> torch.Tensor:
-                return sliding_window(self._forward, t, window, self.overlap, self.weighting, self.batch_size)
-
-            fn = windowed
-        if self.tta:
-            return tta_logits(fn, x, self.flips, self.scales)
-        return fn(x)
+        return windowed_logits(self._forward, x, self)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """``(H, W, C)`` image -> ``(1, C, H, W)`` float32 on the device, ``(x - mean) / std`` with ``normalization``.

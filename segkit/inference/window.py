@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -158,3 +159,21 @@ def tta_logits(
     if total is None:
         raise ValueError("tta_logits: scales must not be empty")
     return total / count
+
+
+def windowed_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, owner: object) -> torch.Tensor:
+    """``forward(x)`` with the sliding window and test-time augmentation ``owner`` asks for (a ``Predictor`` or an
+    ``OnnxPredictor``: its ``window``, ``overlap``, ``weighting``, ``batch_size``, ``tta``, ``flips``, ``scales``).
+
+    Shape:
+        ``x`` ``(N, C, H, W)`` normalised images -> logits ``(N, K, H, W)``.
+    """
+    o: Any = owner
+    fn = forward
+    if o.window is not None:
+        window = o.window
+
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            return sliding_window(forward, t, window, o.overlap, o.weighting, o.batch_size)
+
+    return tta_logits(fn, x, o.flips, o.scales) if o.tta else fn(x)

@@ -5,7 +5,7 @@ import pytest
 
 from segkit import Trainer
 from segkit.checkpoint import load_checkpoint
-from segkit.engine.callbacks import Callback
+from tests.engine._counter import Counter
 from tests.engine._nets import TinyNet
 
 
@@ -54,19 +54,6 @@ def test_early_stopping_after_a_resume_stops_at_the_same_epoch(tmp_path, tiny_sh
 
 
 def test_every_callback_state_in_last_pt_is_the_state_after_its_epoch(tmp_path, tiny_shapes):
-    class Counter(Callback):
-        def __init__(self):
-            self.epochs_seen = 0
-
-        def on_epoch_end(self, trainer, metrics):
-            self.epochs_seen += 1
-
-        def state_dict(self):
-            return {"epochs_seen": self.epochs_seen}
-
-        def load_state_dict(self, state):
-            self.epochs_seen = state["epochs_seen"]
-
     _trainer(tmp_path, tiny_shapes, 2, (0.1, 0.2), callbacks=[Counter()]).fit()
     states = load_checkpoint(tmp_path / "last.pt")["callbacks"]
     assert states[Counter.__qualname__] == {"epochs_seen": 2}

@@ -8,7 +8,7 @@ import torch
 
 from segkit import Trainer
 from segkit.checkpoint import load_checkpoint
-from segkit.engine.callbacks import Callback
+from tests.engine._counter import Counter
 from tests.engine._nets import TinyNet
 
 SCORES = (0.5, 0.4, 0.6)  # epochs 0 and 2 improve, epoch 1 does not
@@ -96,20 +96,6 @@ def test_a_kill_at_every_write_point_resumes_to_the_uninterrupted_best_pt(tmp_pa
         assert resumed["epoch"] == best["epoch"] and resumed["global_step"] == best["global_step"]
         for name, weights in best["model"].items():
             assert torch.equal(resumed["model"][name], weights), f"kill at write point {kill_at}: {name}"
-
-
-class Counter(Callback):
-    def __init__(self):
-        self.epochs_seen = 0
-
-    def on_epoch_end(self, trainer, metrics):
-        self.epochs_seen += 1
-
-    def state_dict(self):
-        return {"epochs_seen": self.epochs_seen}
-
-    def load_state_dict(self, state):
-        self.epochs_seen = state["epochs_seen"]
 
 
 def _plain(out_dir, data, epochs, **kwargs):
