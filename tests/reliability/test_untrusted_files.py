@@ -5,9 +5,11 @@ from __future__ import annotations
 import pickle
 import re
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from segkit import Trainer
 from segkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -54,9 +56,11 @@ def test_a_pickle_that_would_run_code_is_refused_everywhere(tmp_path, evil_check
     trainer = Trainer(TinyNet(), "ce", tiny_shapes("train", 4, 24), epochs=1, batch_size=2, out_dir=tmp_path / "r")
     with pytest.raises(CheckpointError, match="refused to load"):
         trainer.fit(resume=path)
+    image = tmp_path / "photo.png"  # predict checks its inputs first: give it one to reach the checkpoint
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     for argv in (
         ["evaluate", "--checkpoint", str(path)],
-        ["predict", "--checkpoint", str(path), str(tmp_path), "--out", str(tmp_path / "o")],
+        ["predict", "--checkpoint", str(path), str(image), "--out", str(tmp_path / "o")],
         ["export", "--checkpoint", str(path), "--out", str(tmp_path / "m.onnx")],
     ):
         assert main(argv) == 2, argv
