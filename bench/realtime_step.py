@@ -1,0 +1,64 @@
+"""Where one training step of a real-time model spends its CPU time: forward, loss, backward + AdamW, with and without
+channels_last, its own loss against plain cross-entropy (issue 28's throughput question).
+
+Usage: python bench/realtime_step.py [--model ddrnet_23_slim] [--size 320] [--batch 8] [--steps 3]
+Prints CPU seconds (median over steps, after one warm-up), one thread, and the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from segkit import build_loss, build_model
+
+
+def step_times(model_name: str, loss_name: str, channels_last: bool, size: int, batch: int, steps: int) -> dict:
+    """Median CPU seconds of forward, loss and backward + optimizer step over ``steps`` (one warm-up first)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, 11, (batch, size, size))
+    model, loss = build_model(model_name, num_classes=11).train(), build_loss(loss_name)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    times: dict[str, list[float]] = {"forward": [], "loss": [], "backward+step": []}
+    for i in range(steps + 1):
+        t0 = time.process_time()
+        out = model(x)
+        t1 = time.process_time()
+        value = loss(out, y) if getattr(loss, "takes_outputs", False) else loss(out[0].float(), y)
+        t2 = time.process_time()
+        value.backward()
+        opt.step()
+        opt.zero_grad()
+        t3 = time.process_time()
+        if i:
+            for key, t in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                times[key].append(t)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ddrnet_23_slim")
+    parser.add_argument("--size", type=int, default=320)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    print(f"CPU: {caps.get('cpu_name', '?')}, avx512_bf16={caps.get('avx512_bf16')}, amx_bf16={caps.get('amx_bf16')}")
+    own = getattr(build_model(args.model, num_classes=11), "default_loss", "ce")
+    print(f"| {args.model} {args.batch}x{args.size}^2 | forward | loss | backward+step | total (CPU s) |")
+    print("|---|---:|---:|---:|---:|")
+    for channels_last in (True, False):
+        for loss_name in dict.fromkeys((own, "ce")):
+            t = step_times(args.model, loss_name, channels_last, args.size, args.batch, args.steps)
+            row = " | ".join(f"{v:.2f}" for v in t.values())
+            print(f"| {loss_name}, channels_last={channels_last} | {row} | {sum(t.values()):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
