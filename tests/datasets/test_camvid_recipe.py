@@ -11,6 +11,7 @@ from segkit.config import load_config
 from segkit.datasets import build_dataset
 from segkit.datasets.transforms import build_transforms
 from segkit.losses import build_loss
+from segkit.models import build_model
 from tests.datasets.conftest import H, W
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("camvid*.yaml"))
@@ -64,5 +65,9 @@ def test_camvid_configs_build_on_a_real_layout(tmp_path, layouts, path):
     crop = tuple(cfg.data.train["transforms"]["crop_size"])
     assert tuple(train[0]["image"].shape[1:]) == crop
     assert tuple(val[0]["image"].shape[1:]) == (H, W)  # evaluation at full resolution
+    if cfg.loss is None:  # the model's own loss (DDRNet: deep-supervised OHEM), built for the data's classes
+        model = build_model(cfg.model.name, num_classes=train.num_classes, **cfg.model.params)
+        assert train.num_classes == 11 and build_loss(model.default_loss).takes_outputs
+        return
     loss = build_loss(cfg.loss.name, **cfg.loss.params)
     assert loss.weight.numel() == train.num_classes == 11
