@@ -235,10 +235,10 @@ def load_callback_states(callbacks: Sequence[Any], stored: Any, source: str = "c
     if not stored:
         return []
     if isinstance(stored, (list, tuple)):  # older checkpoints: by position
-        stored = {f"callback {i + 1} (by position)": v for i, v in enumerate(stored)}
-        first = stored.pop("callback 1 (by position)")
-        if isinstance(first, Mapping) and set(first) == {"best"}:
-            stored = {"ModelCheckpoint": first, **stored}
+        by_position = stored
+        stored = {f"callback {i} (by position)": v for i, v in enumerate(by_position, start=1)}
+        if isinstance(by_position[0], Mapping) and set(by_position[0]) == {"best"}:  # the Trainer's own, always first
+            stored["ModelCheckpoint"] = stored.pop("callback 1 (by position)")
     keyed, lines = _keyed(callbacks), []
     for key, cb_state in stored.items():
         cb = keyed.get(key)

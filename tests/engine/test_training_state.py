@@ -31,3 +31,18 @@ def test_train_state_round_trip_keeps_rank_zeros_epoch_loss_only():
     assert rank0.position == rank1.position == (3, 2, 12)
     assert (rank0.nonfinite_steps, rank0.consecutive_nonfinite) == (1, 1)
     assert torch.equal(rank0.epoch_loss, torch.tensor([4.0, 2.0])) and torch.equal(rank1.epoch_loss, torch.zeros(2))
+
+
+def test_a_list_of_callback_states_from_older_segkit_is_matched_only_where_it_cannot_be_wrong():
+    from segkit.engine.callbacks import EarlyStopping, ModelCheckpoint
+    from segkit.engine.training_state import load_callback_states
+
+    checkpoint, early = ModelCheckpoint(), EarlyStopping()
+    lines = load_callback_states([checkpoint, early], [{"best": 0.7}, {"best": 0.6, "bad_epochs": 1}], "old.pt")
+    assert checkpoint.best == 0.7  # the first entry was always the Trainer's ModelCheckpoint
+    assert early.best is None and lines == [
+        "resume: old.pt holds the state of callback 2 (by position), which this run does not have: not restored"
+    ]  # the second could have been anybody's: named, given to nobody
+    unknown = ModelCheckpoint()
+    assert "callback 1 (by position)" in load_callback_states([unknown], [{"odd": 1}], "old.pt")[0]
+    assert unknown.best is None
