@@ -256,9 +256,9 @@ class TimeBudget:
         assert self.plan is not None
         plan, done = self.plan, trainer.epoch + 1  # epochs done at the end of this one
         fraction = trainer.batches_done / trainer.batches_per_epoch
-        train_seconds = (now - self._epoch_started_at) / fraction
-        estimate = train_seconds + float(plan.get("val_seconds", 0.0))
-        end = now + train_seconds * (1.0 - fraction) + float(plan.get("val_seconds", 0.0))
+        train_seconds, val_seconds = (now - self._epoch_started_at) / fraction, float(plan.get("val_seconds", 0.0))
+        estimate = train_seconds + val_seconds
+        end = now + train_seconds * (1.0 - fraction) + val_seconds  # this epoch's projected end
         budget, before = float(plan["budget_seconds"]), int(plan["epochs"])
         epochs = plan_epochs(budget, end, estimate, done)
         fits = end <= budget
