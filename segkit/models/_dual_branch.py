@@ -30,6 +30,25 @@ def resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def scale_input(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` resized by ``scale`` (bilinear, ``align_corners=False``; at 0.5 that is the mean of each 2x2 block).
+
+    The real-time models' ``input_scale``: the network sees the image at ``scale`` times its size and its
+    logits are resized back to the image, the way real-time papers run Cityscapes at 0.5 or 0.75 of the frame.
+    The cost of a step falls with the square of ``scale``; thin objects lose pixels.
+    """
+    if scale == 1.0:
+        return x
+    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+def check_input_scale(scale: float) -> float:
+    """``scale`` as a float, or ValueError unless ``0 < scale <= 1``."""
+    if not 0.0 < float(scale) <= 1.0:
+        raise ValueError(f"input_scale: expected 0 < input_scale <= 1, got {scale!r}")
+    return float(scale)
+
+
 def conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
     """Convolution (no bias, 'same' padding) followed by BatchNorm, no activation."""
     return nn.Sequential(

@@ -12,11 +12,13 @@ from segkit.models._dual_branch import (
     Bottleneck,
     SegmentHead,
     bn_relu_conv,
+    check_input_scale,
     conv_bn,
     init_weights,
     make_stage,
     pooled_branches,
     resize,
+    scale_input,
 )
 from segkit.models.registry import MODELS
 from segkit.models.weights import load_weights
@@ -125,6 +127,8 @@ class PIDNet(nn.Module):
         m: basic blocks in stages 1-2 and the P branch (2; 3 for L).
         n: basic blocks in stages 3-4 of the I branch (3; 4 for L).
         aux: build the P and D heads (returned in training mode only).
+        input_scale: the network sees the image resized by this factor (0 < s <= 1); every output comes
+            back at the image's size.
 
     Shape:
         input ``(N, in_channels, H, W)``. Train mode with ``aux``: ``(main (N, C, H, W), p_aux (N, C, H, W),
@@ -143,8 +147,10 @@ class PIDNet(nn.Module):
         m: int = 2,
         n: int = 3,
         aux: bool = True,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        self.input_scale = check_input_scale(input_scale)
         p = planes
         # The stem convolutions carry a bias in the reference code (kept: same parameter count).
         self.stem = nn.Sequential(
@@ -186,7 +192,7 @@ class PIDNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image = x
-        x = F.relu(self.layer2(F.relu(self.layer1(self.stem(x)))))
+        x = F.relu(self.layer2(F.relu(self.layer1(self.stem(scale_input(x, self.input_scale))))))
         p = self.layer3_p(x)
         d = self.layer3_d(x)
         x = F.relu(self.layer3(x))
@@ -209,7 +215,13 @@ class PIDNet(nn.Module):
 
 
 @MODELS.register("pidnet_s")
-def pidnet_s(num_classes: int, in_channels: int = 3, aux: bool = True, weights: str | None = None) -> nn.Module:
+def pidnet_s(
+    num_classes: int,
+    in_channels: int = 3,
+    aux: bool = True,
+    weights: str | None = None,
+    input_scale: float = 1.0,
+) -> nn.Module:
     """PIDNet-S (Xu et al. 2023): 7.6M parameters, 47.6 GFLOPs at 2048x1024 in the paper's table.
 
     Args:
@@ -218,6 +230,7 @@ def pidnet_s(num_classes: int, in_channels: int = 3, aux: bool = True, weights: 
         aux: keep the P (semantic) and D (boundary) heads; training mode then returns
             ``(main, p_aux, boundary)`` logits, all at the input size.
         weights: path to a local checkpoint loaded after building.
+        input_scale: run the network on the image resized by this factor (``PIDNet``'s ``input_scale``).
 
     Returns:
         A ``PIDNet`` (``default_loss = "pidnet_loss"``); logits at the input size for any H, W.
@@ -227,5 +240,7 @@ def pidnet_s(num_classes: int, in_channels: int = 3, aux: bool = True, weights: 
         >>> model(torch.randn(1, 3, 97, 131)).shape
         torch.Size([1, 19, 97, 131])
     """
-    model = PIDNet(num_classes, in_channels, planes=32, ppm_planes=96, head_planes=128, m=2, n=3, aux=aux)
+    model = PIDNet(
+        num_classes, in_channels, planes=32, ppm_planes=96, head_planes=128, m=2, n=3, aux=aux, input_scale=input_scale
+    )
     return load_weights(model, weights, num_classes) if weights is not None else model

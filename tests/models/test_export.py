@@ -55,6 +55,18 @@ def test_onnx_matches_pytorch(name: str, tmp_path) -> None:
         np.testing.assert_allclose(_run(path, x), expected, atol=1e-4, rtol=0, err_msg=f"{name} at {h}x{w}")
 
 
+def test_onnx_of_a_downscaling_real_time_model_takes_any_size(tmp_path) -> None:
+    # input_scale 0.5: the resize in and out of the network must stay symbolic in the graph.
+    torch.manual_seed(0)
+    model = build_model("ddrnet_23_slim", num_classes=3, input_scale=0.5).eval()
+    path = export_onnx(model, tmp_path / "ddrnet.onnx", (64, 64))
+    for h, w in [(64, 64), (97, 131), (120, 80)]:
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        np.testing.assert_allclose(_run(path, x), expected, atol=1e-4, rtol=0, err_msg=f"at {h}x{w}")
+
+
 def test_unexportable_size_is_a_clear_error(tmp_path) -> None:
     model = build_model("pspnet", num_classes=2, **SMALL["pspnet"])
     with pytest.raises(ValueError, match="multiples of 96"):

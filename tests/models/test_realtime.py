@@ -109,6 +109,30 @@ def test_traced_graph_keeps_sizes_symbolic(name: str) -> None:
                 torch.testing.assert_close(traced(x), model(x))
 
 
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_input_scale_runs_the_network_on_the_half_size_image(name: str) -> None:
+    # What the stem sees must be the 2x2 block means of the image (a half-size bilinear resize, computed here by
+    # hand); every output, training and eval, comes back at the image's size.
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=4, input_scale=0.5)
+    seen: list[torch.Tensor] = []
+    model.stem.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    x = torch.randn(2, 3, 96, 130)
+    outputs = model(x)
+    assert len(outputs) == HEADS[name] and all(o.shape[-2:] == (96, 130) for o in outputs)
+    torch.testing.assert_close(seen[0], x.reshape(2, 3, 48, 2, 65, 2).mean(dim=(3, 5)))
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 97, 131)).shape == (1, 4, 97, 131)
+    assert seen[1].shape[-2:] == (48, 65)
+    assert model.model_config["input_scale"] == 0.5  # checkpoints rebuild it
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.5, -0.5])
+def test_input_scale_outside_0_1_is_refused(scale: float) -> None:
+    with pytest.raises(ValueError, match="input_scale"):
+        build_model("ddrnet_23_slim", num_classes=2, input_scale=scale)
+
+
 class _Terms(Callback):
     def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
