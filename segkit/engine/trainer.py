@@ -37,6 +37,7 @@ from segkit.engine.finetune import (
     unfreeze_factors,
 )
 from segkit.engine.inputs import as_dataset, model_arguments, resolve_device, to_device
+from segkit.engine.loss_target import target_at_network_size
 from segkit.engine.nonfinite import NonfiniteSkipping
 from segkit.engine.optim import build_optimizer, build_scheduler
 from segkit.engine.precision import resolve_amp
@@ -478,7 +479,7 @@ class Trainer(NonfiniteSkipping, TrainingStateMethods):
             prediction = outputs
         else:
             prediction = (outputs[0] if isinstance(outputs, (tuple, list)) else outputs).float()
-        target = batch["mask"]
+        target = target_at_network_size(batch["mask"], outputs, self.module)
         extra = {k: batch[k] for k in getattr(self.loss_fn, "extra_inputs", ()) if k in batch}
         forward_terms = getattr(self.loss_fn, "forward_terms", None)
         if callable(forward_terms):

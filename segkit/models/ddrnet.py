@@ -43,12 +43,15 @@ class DDRNet(nn.Module):
         ppm_planes: DAPPM branch width (128).
         head_planes: head width (64 slim, 128 full).
         aux: build the auxiliary head (returned in training mode only).
-        input_scale: the network sees the image resized by this factor (0 < s <= 1); the logits come back
-            at the image's size. 0.5 costs about a quarter of the compute per image.
+        input_scale: the network sees the image resized by this factor (0 < s <= 1). Eval-mode logits come
+            back at the image's size; training outputs stay at the network's size ``(floor(H*s), floor(W*s))``
+            and the Trainer samples the mask there (``target_at_network_size``), so the loss and its
+            upsampling run on s^2 of the pixels. 0.5 costs about a quarter of the compute per image.
 
     Shape:
-        input ``(N, in_channels, H, W)``. Train mode with ``aux``: ``(main (N, C, H, W), aux (N, C, H, W))``;
-        otherwise (and always in eval mode) the main logits ``(N, C, H, W)``.
+        input ``(N, in_channels, H, W)``. Train mode with ``aux``: ``(main (N, C, H', W'), aux (N, C, H', W'))``;
+        otherwise (and always in eval mode) the main logits; ``H', W'`` are ``H, W`` in eval mode and times
+        ``input_scale`` (floored) in train mode.
     """
 
     default_loss = "ddrnet_loss"
@@ -101,8 +104,11 @@ class DDRNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        image = x
-        x = self.layer2(F.relu(self.layer1(self.stem(scale_input(x, self.input_scale)))))
+        # Training outputs come at the size the network sees (the loss runs there: target_at_network_size),
+        # evaluation logits at the image's.
+        net = scale_input(x, self.input_scale)
+        image = net if self.training else x
+        x = self.layer2(F.relu(self.layer1(self.stem(net))))
         low3 = self.layer3(F.relu(x))
         high = self.layer3_high(F.relu(x))
         low = low3 + self.down3(F.relu(high))

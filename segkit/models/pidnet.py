@@ -127,12 +127,14 @@ class PIDNet(nn.Module):
         m: basic blocks in stages 1-2 and the P branch (2; 3 for L).
         n: basic blocks in stages 3-4 of the I branch (3; 4 for L).
         aux: build the P and D heads (returned in training mode only).
-        input_scale: the network sees the image resized by this factor (0 < s <= 1); every output comes
-            back at the image's size.
+        input_scale: the network sees the image resized by this factor (0 < s <= 1). Eval-mode logits come
+            back at the image's size; training outputs stay at the network's size ``(floor(H*s), floor(W*s))``
+            and the Trainer samples the mask there (``target_at_network_size``).
 
     Shape:
-        input ``(N, in_channels, H, W)``. Train mode with ``aux``: ``(main (N, C, H, W), p_aux (N, C, H, W),
-        boundary (N, 1, H, W))``, the main logits first; otherwise (and in eval mode) the main logits.
+        input ``(N, in_channels, H, W)``. Train mode with ``aux``: ``(main (N, C, H', W'), p_aux (N, C, H', W'),
+        boundary (N, 1, H', W'))``, the main logits first; otherwise (and in eval mode) the main logits.
+        ``H', W'`` are ``H, W`` in eval mode and times ``input_scale`` (floored) in train mode.
     """
 
     default_loss = "pidnet_loss"
@@ -191,8 +193,11 @@ class PIDNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image = x
-        x = F.relu(self.layer2(F.relu(self.layer1(self.stem(scale_input(x, self.input_scale))))))
+        # Training outputs come at the size the network sees (the loss runs there: target_at_network_size),
+        # evaluation logits at the image's.
+        net = scale_input(x, self.input_scale)
+        image = net if self.training else x
+        x = F.relu(self.layer2(F.relu(self.layer1(self.stem(net)))))
         p = self.layer3_p(x)
         d = self.layer3_d(x)
         x = F.relu(self.layer3(x))

@@ -112,19 +112,47 @@ def test_traced_graph_keeps_sizes_symbolic(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_input_scale_runs_the_network_on_the_half_size_image(name: str) -> None:
     # What the stem sees must be the 2x2 block means of the image (a half-size bilinear resize, computed here by
-    # hand); every output, training and eval, comes back at the image's size.
+    # hand). Training outputs come at that half size (the loss runs there), eval logits at the image's size.
     torch.manual_seed(0)
     model = build_model(name, num_classes=4, input_scale=0.5)
     seen: list[torch.Tensor] = []
     model.stem.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
     x = torch.randn(2, 3, 96, 130)
     outputs = model(x)
-    assert len(outputs) == HEADS[name] and all(o.shape[-2:] == (96, 130) for o in outputs)
+    assert len(outputs) == HEADS[name] and all(o.shape[-2:] == (48, 65) for o in outputs)
     torch.testing.assert_close(seen[0], x.reshape(2, 3, 48, 2, 65, 2).mean(dim=(3, 5)))
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 97, 131)).shape == (1, 4, 97, 131)
     assert seen[1].shape[-2:] == (48, 65)
     assert model.model_config["input_scale"] == 0.5  # checkpoints rebuild it
+
+
+def test_trainer_computes_the_loss_on_the_mask_sampled_at_the_network_size(tiny_shapes, tmp_path) -> None:
+    # The Trainer must hand the loss the mask sampled at the centre of each 2x2 block (rows and columns 1, 3,
+    # 5, ...: an index rule written here, not the code's resize), and validate at the full size.
+    seen: list[tuple[torch.Size, torch.Tensor]] = []
+
+    class Loss(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            seen.append((logits.shape, target.clone()))
+            return torch.nn.functional.cross_entropy(logits, target, ignore_index=255)
+
+    masks: list[torch.Tensor] = []
+    trainer = Trainer(build_model("ddrnet_23_slim", num_classes=4, aux=False, input_scale=0.5),
+                      train_data=tiny_shapes("train", 2, 32), val_data=tiny_shapes("val", 2, 32), loss=Loss(), epochs=1,
+                      batch_size=2, device="cpu", out_dir=tmp_path, scheduler=None)  # fmt: skip
+    compute_loss = trainer.compute_loss
+
+    def spy(outputs, batch):
+        masks.append(batch["mask"].clone())
+        return compute_loss(outputs, batch)
+
+    trainer.compute_loss = spy
+    metrics = trainer.fit()
+    (shape, target), mask = seen[0], masks[0]
+    assert mask.shape[-2:] == (32, 32) and shape[-2:] == (16, 16)
+    torch.testing.assert_close(target, mask[:, 1::2, 1::2])
+    assert 0.0 <= metrics["val/miou"] <= 1.0
 
 
 @pytest.mark.parametrize("scale", [0.0, 1.5, -0.5])
