@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -17,6 +19,7 @@ def ohem_ce(
     thresh: float = 0.7,
     min_kept: int = 100_000,
     ignore_index: int = 255,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy averaged over the hard valid pixels of the whole batch.
 
@@ -37,6 +40,9 @@ def ohem_ce(
             DDRNet and PIDNet use 0.9).
         min_kept: number of hardest valid pixels always kept (100000; those recipes use 131072).
         ignore_index: label excluded from the loss.
+        weight: optional ``(C,)`` class weights (HRNet's ``OhemCrossEntropy(weight=...)``): the selection is
+            unchanged (by ``p_y``) and the mean becomes ``weighted_ce``'s over the kept pixels,
+            ``sum_kept w_y CE / sum_kept w_y``; with ``thresh=1`` every pixel below certainty is kept.
 
     Returns:
         Scalar tensor; 0 with zero gradient when every pixel is ignored.
@@ -54,9 +60,12 @@ def ohem_ce(
         k = min(int(min_kept), p_true.numel())
         kth = p_true.kthvalue(k).values if k > 0 else p_true.new_tensor(float("inf"))
         keep = valid & ((p_true < thresh) | (p_true <= kth)).view_as(valid)
-    count = keep.sum()
-    total = torch.where(keep, ce, torch.zeros_like(ce)).sum()
-    return total / count.clamp_min(1).to(total.dtype)
+    if weight is None:
+        count = keep.sum().to(ce.dtype)
+        total = torch.where(keep, ce, torch.zeros_like(ce)).sum()
+        return total / count.clamp_min(1)
+    w = weight.to(ce.dtype)[torch.where(valid, target, 0)] * keep
+    return (w * ce).sum() / w.sum().clamp_min(torch.finfo(ce.dtype).tiny)
 
 
 @LOSSES.register("ohem_ce")
@@ -67,13 +76,23 @@ class OhemCrossEntropyLoss(nn.Module):
         thresh: probability below which every valid pixel is kept (0.7).
         min_kept: number of hardest valid pixels always kept, counted over the batch (100000).
         ignore_index: label excluded from the loss (255).
+        weight: optional per-class weights, length C (see ``ohem_ce``).
 
     Shape:
         logits ``(N, C, H, W)``, target ``(N, H, W)`` int64 -> scalar.
     """
 
-    def __init__(self, thresh: float = 0.7, min_kept: int = 100_000, ignore_index: int = 255) -> None:
+    weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        thresh: float = 0.7,
+        min_kept: int = 100_000,
+        ignore_index: int = 255,
+        weight: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
         if not 0.0 < thresh <= 1.0:
             raise ValueError(f"ohem_ce: thresh must be a probability in (0, 1], got {thresh}")
         if int(min_kept) < 1:
@@ -82,4 +101,4 @@ class OhemCrossEntropyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Return the scalar loss (see ``ohem_ce``)."""
-        return ohem_ce(logits, target, self.thresh, self.min_kept, self.ignore_index)
+        return ohem_ce(logits, target, self.thresh, self.min_kept, self.ignore_index, self.weight)

@@ -48,6 +48,7 @@ def ddrnet_loss(
     thresh: float = 0.9,
     min_kept: int = 131_072,
     ignore_index: int = 255,
+    weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """DDRNet's deep-supervised loss: OHEM CE on the main logits plus ``aux_weight`` times OHEM CE on the
     auxiliary head's (Hong et al. 2021; the mmseg/official Cityscapes recipe: 0.4, thresh 0.9, 131072 kept).
@@ -59,15 +60,17 @@ def ddrnet_loss(
         thresh: OHEM probability threshold (see ``ohem_ce``).
         min_kept: OHEM minimum number of kept pixels per batch.
         ignore_index: label excluded from the loss.
+        weight: optional ``(C,)`` class weights of both OHEM terms (``ohem_ce``'s ``weight``).
 
     Returns:
         ``{"main": ..., "aux": ...}`` already weighted (the loss is their sum); ``aux`` is 0 without aux logits.
     """
     main, (aux,) = _outputs(outputs, 2, "ddrnet_loss")
-    main_term = ohem_ce(_upcast(main), target, thresh, min_kept, ignore_index)
+    main_term = ohem_ce(_upcast(main), target, thresh, min_kept, ignore_index, weight)
     if aux is None:
         return {"main": main_term, "aux": main_term.new_zeros(())}
-    return {"main": main_term, "aux": aux_weight * ohem_ce(_upcast(aux), target, thresh, min_kept, ignore_index)}
+    aux_term = ohem_ce(_upcast(aux), target, thresh, min_kept, ignore_index, weight)
+    return {"main": main_term, "aux": aux_weight * aux_term}
 
 
 def balanced_boundary_bce(boundary_logits: torch.Tensor, edges: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -170,18 +173,25 @@ class DDRNetLoss(nn.Module):
     """
 
     takes_outputs = True
+    weight: torch.Tensor | None
 
     def __init__(
-        self, aux_weight: float = 0.4, thresh: float = 0.9, min_kept: int = 131_072, ignore_index: int = 255
+        self,
+        aux_weight: float = 0.4,
+        thresh: float = 0.9,
+        min_kept: int = 131_072,
+        ignore_index: int = 255,
+        weight: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.aux_weight, self.thresh, self.min_kept, self.ignore_index = aux_weight, thresh, min_kept, ignore_index
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
 
     def forward_terms(
         self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Return ``{"main": ..., "aux": ...}`` (already weighted; the loss is their sum)."""
-        return ddrnet_loss(outputs, target, self.aux_weight, self.thresh, self.min_kept, self.ignore_index)
+        return ddrnet_loss(outputs, target, self.aux_weight, self.thresh, self.min_kept, self.ignore_index, self.weight)
 
     def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Return the scalar loss (sum of the terms)."""

@@ -94,3 +94,24 @@ def test_registry_name_and_bad_arguments() -> None:
         build_loss("ohem_ce", thresh=0.0)
     with pytest.raises(ValueError, match="min_kept"):
         ohem_ce(logits, target, min_kept=0)
+
+
+@pytest.mark.parametrize(("thresh", "min_kept"), [(0.7, 10), (0.3, 5), (0.9, 40), (1.0, 1)])
+def test_class_weights_are_torchs_weighted_mean_over_the_kept_pixels(thresh: float, min_kept: int) -> None:
+    # The kept set by a numpy sort (p_y < thresh, or among the min_kept lowest), then torch's weighted
+    # cross-entropy over exactly those pixels (the others set to ignore_index).
+    logits, target = _inputs(seed=5)
+    weight = torch.tensor([0.5, 2.0, 1.0, 4.0], dtype=torch.float64)
+    x, t = logits.numpy(), target.numpy()
+    valid = t != 255
+    e = np.exp(x - x.max(1, keepdims=True))
+    p_y = np.take_along_axis(e / e.sum(1, keepdims=True), np.where(valid, t, 0)[:, None], 1)[:, 0]
+    kth = np.sort(p_y[valid])[min_kept - 1]
+    kept = valid & ((p_y < thresh) | (p_y <= kth))
+    expected = F.cross_entropy(logits, torch.from_numpy(np.where(kept, t, 255)), weight=weight, ignore_index=255)
+    got = ohem_ce(logits, target, thresh=thresh, min_kept=min_kept, weight=weight)
+    assert float(got) == pytest.approx(float(expected), rel=1e-12)
+    module = build_loss("ohem_ce", thresh=thresh, min_kept=min_kept, weight=weight.tolist())
+    assert float(module(logits.float(), target)) == pytest.approx(float(expected), rel=1e-5)
+    ones = ohem_ce(logits, target, thresh=thresh, min_kept=min_kept, weight=torch.ones(4, dtype=torch.float64))
+    assert float(ones) == pytest.approx(float(ohem_ce(logits, target, thresh=thresh, min_kept=min_kept)), rel=1e-12)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from segkit.losses import LOSSES, build_loss
+from segkit.losses.ohem import ohem_ce
 from segkit.losses.realtime import DDRNetLoss, PIDNetLoss, ddrnet_loss, pidnet_loss
 
 from ._reference import ohem as numpy_ohem
@@ -96,6 +97,15 @@ def test_ddrnet_loss_is_main_plus_weighted_aux_ohem() -> None:
     torch.testing.assert_close(loss((main, aux), t), terms["main"] + terms["aux"])
     # Eval-mode output (a tensor): the main term alone.
     torch.testing.assert_close(loss(main, t), terms["main"])
+
+
+def test_ddrnet_loss_passes_class_weights_to_both_ohem_terms() -> None:
+    main, aux, _, t = _inputs(seed=2)
+    weight = torch.linspace(0.5, 3.0, main.shape[1], dtype=torch.float64)
+    terms = DDRNetLoss(thresh=0.6, min_kept=12, weight=weight.tolist()).double().forward_terms((main, aux), t)
+    torch.testing.assert_close(terms["main"], ohem_ce(main, t, 0.6, 12, weight=weight))
+    torch.testing.assert_close(terms["aux"], 0.4 * ohem_ce(aux, t, 0.6, 12, weight=weight))
+    assert float(terms["main"]) != pytest.approx(numpy_ohem(main.numpy(), t.numpy(), 0.6, 12), rel=1e-3)
 
 
 @pytest.mark.parametrize("name", ["ddrnet_loss", "pidnet_loss"])
