@@ -106,6 +106,7 @@ def pidnet_loss(
     min_kept: int = 131_072,
     boundary_radius: int = 2,
     ignore_index: int = 255,
+    weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """PIDNet's four-term loss (Xu et al. 2023, eq. 9-12; weights of the official Cityscapes recipe).
 
@@ -130,6 +131,8 @@ def pidnet_loss(
         min_kept: OHEM minimum number of kept pixels per batch (131072).
         boundary_radius: half-width of the neighbourhood that makes a pixel a boundary pixel.
         ignore_index: label excluded from every term.
+        weight: optional ``(C,)`` class weights of the three semantic terms (``main``, ``p_aux``, ``bas``:
+            ``ohem_ce``'s and ``weighted_ce``'s weighted means); the boundary term has no classes.
 
     Returns:
         ``{"main", "p_aux", "boundary", "bas"}`` scalars, already weighted (the loss is their sum); each
@@ -137,10 +140,12 @@ def pidnet_loss(
     """
     raw_main, (p_aux, boundary) = _outputs(outputs, 3, "pidnet_loss")
     main = _upcast(raw_main)
-    terms = {"main": ohem_ce(main, target, thresh, min_kept, ignore_index)}
+    terms = {"main": ohem_ce(main, target, thresh, min_kept, ignore_index, weight)}
     zero = terms["main"].new_zeros(())
     terms["p_aux"] = (
-        aux_weight * cross_entropy(_upcast(p_aux), target, ignore_index=ignore_index) if p_aux is not None else zero
+        aux_weight * cross_entropy(_upcast(p_aux), target, weight, ignore_index=ignore_index)
+        if p_aux is not None
+        else zero
     )
     if boundary is None:
         return {**terms, "boundary": zero, "bas": zero}
@@ -157,7 +162,7 @@ def pidnet_loss(
     # sigmoid(d) > t  <=>  d > logit(t): no sigmoid map needed, and no gradient through the selection.
     on_boundary = d.detach() > math.log(bas_threshold / (1.0 - bas_threshold))
     bas_target = torch.where(on_boundary, target, torch.full_like(target, ignore_index))
-    terms["bas"] = bas_weight * ohem_ce(main, bas_target, thresh, min_kept, ignore_index)
+    terms["bas"] = bas_weight * ohem_ce(main, bas_target, thresh, min_kept, ignore_index, weight)
     return terms
 
 
@@ -213,6 +218,7 @@ class PIDNetLoss(nn.Module):
     """
 
     takes_outputs = True
+    weight: torch.Tensor | None
 
     def __init__(
         self,
@@ -224,8 +230,10 @@ class PIDNetLoss(nn.Module):
         min_kept: int = 131_072,
         boundary_radius: int = 2,
         ignore_index: int = 255,
+        weight: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
         if not 0.0 < bas_threshold < 1.0:
             raise ValueError(f"pidnet_loss: bas_threshold must be a probability in (0, 1), got {bas_threshold}")
         self.aux_weight, self.boundary_weight, self.bas_weight = aux_weight, boundary_weight, bas_weight
@@ -238,7 +246,7 @@ class PIDNetLoss(nn.Module):
         """Return ``{"main", "p_aux", "boundary", "bas"}`` (already weighted; the loss is their sum)."""
         return pidnet_loss(
             outputs, target, self.aux_weight, self.boundary_weight, self.bas_weight, self.bas_threshold,
-            self.thresh, self.min_kept, self.boundary_radius, self.ignore_index,
+            self.thresh, self.min_kept, self.boundary_radius, self.ignore_index, self.weight,
         )  # fmt: skip
 
     def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:

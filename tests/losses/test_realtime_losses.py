@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from segkit.losses import LOSSES, build_loss
 from segkit.losses.ohem import ohem_ce
@@ -106,6 +107,17 @@ def test_ddrnet_loss_passes_class_weights_to_both_ohem_terms() -> None:
     torch.testing.assert_close(terms["main"], ohem_ce(main, t, 0.6, 12, weight=weight))
     torch.testing.assert_close(terms["aux"], 0.4 * ohem_ce(aux, t, 0.6, 12, weight=weight))
     assert float(terms["main"]) != pytest.approx(numpy_ohem(main.numpy(), t.numpy(), 0.6, 12), rel=1e-3)
+
+
+def test_pidnet_loss_passes_class_weights_to_its_semantic_terms() -> None:
+    main, p_aux, d, t = _inputs(seed=4)
+    weight = torch.linspace(0.5, 3.0, main.shape[1], dtype=torch.float64)
+    plain = pidnet_loss((main, p_aux, d), t, thresh=0.6, min_kept=12)
+    terms = PIDNetLoss(thresh=0.6, min_kept=12, weight=weight.tolist()).double().forward_terms((main, p_aux, d), t)
+    torch.testing.assert_close(terms["main"], ohem_ce(main, t, 0.6, 12, weight=weight))
+    torch.testing.assert_close(terms["p_aux"], 0.4 * F.cross_entropy(p_aux, t, weight=weight, ignore_index=255))
+    torch.testing.assert_close(terms["boundary"], plain["boundary"])  # no classes in the boundary term
+    assert float(terms["main"]) != pytest.approx(float(plain["main"]), rel=1e-3)
 
 
 @pytest.mark.parametrize("name", ["ddrnet_loss", "pidnet_loss"])
