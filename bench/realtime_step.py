@@ -74,17 +74,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--input-scale", type=float, action="append", default=None, help="repeatable (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the protocol's is 1)")
+    parser.add_argument("--only-own", action="store_true", help="time the model's own loss, channels_last only")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    print(f"CPU: {caps.get('cpu_name', '?')}, avx512_bf16={caps.get('avx512_bf16')}, amx_bf16={caps.get('amx_bf16')}")
+    print(f"CPU: {caps.get('cpu_name', '?')}, avx512_bf16={caps.get('avx512_bf16')}, amx_bf16={caps.get('amx_bf16')}; "
+          f"{args.threads} thread(s)")  # fmt: skip
     own = getattr(build_model(args.model, num_classes=11), "default_loss", "ce")
     print(f"| {args.model} {args.batch}x{args.size}^2 | forward | loss | backward+step | total (CPU s) | img/CPU-s |")
     print("|---|---:|---:|---:|---:|---:|")
     for scale in args.input_scale or [1.0]:
         for full in (False, True) if scale < 1 else (False,):
-            for channels_last in (True, False):
-                for loss_name in dict.fromkeys((own, "ce")):
+            for channels_last in (True,) if args.only_own else (True, False):
+                for loss_name in (own,) if args.only_own else dict.fromkeys((own, "ce")):
                     t = step_times(args.model, loss_name, channels_last, args.size, args.batch, args.steps, scale, full)
                     row = " | ".join(f"{v:.2f}" for v in t.values())
                     where = "" if scale == 1 else f", input_scale={scale}, loss at {'full' if full else 'network'} size"
