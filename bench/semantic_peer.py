@@ -420,10 +420,21 @@ def train_and_score(args: argparse.Namespace, out: Path, python: Path) -> list[d
     return rows
 
 
+def checkpoint_model(path: Path) -> str:
+    """The model a segkit checkpoint holds, as built: ``"pidnet_s, input_scale 0.5"`` (its recorded arguments
+    except ``num_classes``)."""
+    import torch
+
+    config = dict(torch.load(path, map_location="cpu", weights_only=False).get("model_config") or {})
+    name = config.pop("name", "?")
+    config.pop("num_classes", None)
+    return ", ".join([name] + [f"{k} {v}" for k, v in config.items()])
+
+
 def latency_report(args: argparse.Namespace, out: Path, python: Path, rows: list[dict]) -> list[dict[str, Any]]:
     """Time the scored ``rows`` (and each ``--latency-checkpoint``, scored first); print (and write) the table."""
-    extra = [{"name": f"segkit `{c}`", "kind": "segkit", "tag": f"extra{i}", "weights": str(c.resolve())}
-             for i, c in enumerate(args.latency_checkpoint)]  # fmt: skip
+    extra = [{"name": f"segkit {checkpoint_model(c)} (`{c}`)", "kind": "segkit", "tag": f"extra{i}",
+              "weights": str(c.resolve())} for i, c in enumerate(args.latency_checkpoint)]  # fmt: skip
     for model in extra:
         model["scores"], model["params"] = segkit_scores(Path(model["weights"]), args.camvid)
     timed = latency_rows(args, out, python, rows + extra)
