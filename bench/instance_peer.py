@@ -364,6 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="segkit config override")
     parser.add_argument("--weights", choices=("best", "last"), default="best", help="checkpoint scored")
     parser.add_argument("--eval-only", action="store_true", help="score the runs already in --out")
+    parser.add_argument("--results-key", default="instance_peer", help="RESULTS block name (one per kept run)")
     parser.add_argument("--write-results", action="store_true", help="write the block into bench/RESULTS.md")
     args = parser.parse_args(argv)
     args.args_list = sys.argv[1:] if argv is None else argv
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     print(block)
     if args.write_results:
-        write_results(block + "\n\n" + result, "instance_peer", "Instance segmentation vs YOLO26n-seg / YOLOv8n-seg")
+        write_results(block + "\n\n" + result, args.results_key, "Instance segmentation vs YOLO26n-seg / YOLOv8n-seg")
     return rows
 
 
