@@ -1,7 +1,7 @@
 """Semantic segmentation against Ultralytics YOLO26n-sem on CamVid at equal CPU time, both scored by segkit's
 ConfusionMatrix on the full val frames.
 
-Usage: python bench/semantic_peer.py --camvid DIR [--minutes 20] [--install-peer] [--config configs/camvid_ddrnet.yaml]
+Usage: python bench/semantic_peer.py --camvid DIR [--minutes 20] [--install-peer] [--config configs/camvid_pidnet.yaml]
        [--peer-model yolo26n-sem.yaml] [--only segkit|yolo] [--eval-only] [--latency | --latency-only]
        [--write-results [--results-key semantic_peer_run2]]
        (DIR may come from the SEGKIT_CAMVID environment variable instead)
@@ -69,7 +69,7 @@ from _peer import (  # noqa: E402
     yolo_epochs,
 )
 
-DEFAULT_CONFIG = "configs/camvid_ddrnet.yaml"
+DEFAULT_CONFIG = "configs/camvid_pidnet.yaml"
 DEFAULT_PEER = "yolo26n-sem.yaml"
 DEFAULT_SIZES = ("360x480", "512x1024")  # H x W: CamVid's frame and a Cityscapes-like half frame
 NUM_CLASSES, IGNORE = 11, 255
