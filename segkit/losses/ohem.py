@@ -60,12 +60,8 @@ def ohem_ce(
         k = min(int(min_kept), p_true.numel())
         kth = p_true.kthvalue(k).values if k > 0 else p_true.new_tensor(float("inf"))
         keep = valid & ((p_true < thresh) | (p_true <= kth)).view_as(valid)
-    if weight is None:
-        count = keep.sum().to(ce.dtype)
-        total = torch.where(keep, ce, torch.zeros_like(ce)).sum()
-        return total / count.clamp_min(1)
-    w = weight.to(ce.dtype)[torch.where(valid, target, 0)] * keep
-    return (w * ce).sum() / w.sum().clamp_min(torch.finfo(ce.dtype).tiny)
+    w = keep.to(ce.dtype) if weight is None else weight.to(ce.dtype)[torch.where(valid, target, 0)] * keep
+    return (w * ce).sum() / w.sum().clamp_min(torch.finfo(ce.dtype).tiny)  # 0 when nothing is kept
 
 
 @LOSSES.register("ohem_ce")

@@ -107,7 +107,7 @@ class DDRNet(nn.Module):
         # Training outputs come at the size the network sees (the loss runs there: target_at_network_size),
         # evaluation logits at the image's.
         net = scale_input(x, self.input_scale)
-        image = net if self.training else x
+        output_like = net if self.training else x
         x = self.layer2(F.relu(self.layer1(self.stem(net))))
         low3 = self.layer3(F.relu(x))
         high = self.layer3_high(F.relu(x))
@@ -120,10 +120,10 @@ class DDRNet(nn.Module):
         high = high + resize(self.compression4(F.relu(low4)), high)
         high = self.layer5_high(F.relu(high))
         context = resize(self.spp(self.layer5(F.relu(low))), high)
-        logits = resize(self.head(context + high), image)
+        logits = resize(self.head(context + high), output_like)
         if self.aux_head is None or not self.training:
             return logits
-        return logits, resize(self.aux_head(aux_in), image)
+        return logits, resize(self.aux_head(aux_in), output_like)
 
 
 def _build(

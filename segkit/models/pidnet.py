@@ -196,7 +196,7 @@ class PIDNet(nn.Module):
         # Training outputs come at the size the network sees (the loss runs there: target_at_network_size),
         # evaluation logits at the image's.
         net = scale_input(x, self.input_scale)
-        image = net if self.training else x
+        output_like = net if self.training else x
         x = F.relu(self.layer2(F.relu(self.layer1(self.stem(net)))))
         p = self.layer3_p(x)
         d = self.layer3_d(x)
@@ -213,10 +213,10 @@ class PIDNet(nn.Module):
         p = self.layer5_p(F.relu(p))
         d = self.layer5_d(F.relu(d))
         i = resize(self.spp(self.layer5(x)), p)
-        logits = resize(self.head(self.fuse(p, i, d)), image)
+        logits = resize(self.head(self.fuse(p, i, d)), output_like)
         if self.p_head is None or self.d_head is None or not self.training:
             return logits
-        return logits, resize(self.p_head(p_aux), image), resize(self.d_head(d_aux), image)
+        return logits, resize(self.p_head(p_aux), output_like), resize(self.d_head(d_aux), output_like)
 
 
 @MODELS.register("pidnet_s")
